@@ -1,0 +1,185 @@
+"""Typed settings of the streaming memory and the engine.
+
+Every knob is defined once here, with its default, its unit and its check; the ROS node
+declares its parameters by walking these fields, the CLIs build their options from them.
+No torch and no rclpy in this module.
+
+Defaults follow LiveVLM v2 (arXiv 2505.15269v2, see ``algorithm_spec.md`` A.5): long-term
+budget 12,000 tokens, 2 short-term frames, pages of 16 tokens, retrieval ratio 0.4,
+top-score share 0.5 (``1 - scatter_ratio``), 32 frames per clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+POLICIES = ("full", "recent_frames", "window", "vsb", "livevlm")
+"""Memory policies, all behind one interface (``ros2_livevlm.memory.policies``)."""
+
+POSITION_MODES = ("compacted", "original")
+BUCKET_MODES = ("candidate", "stream")
+RETRIEVAL_KEYS = ("position_agnostic", "positional")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+VISION_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+KERNELS = ("torch", "triton")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _at_least(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+
+
+def _fraction(name: str, value: float, *, open_low: bool) -> None:
+    low_ok = value > 0.0 if open_low else value >= 0.0
+    if not (low_ok and value <= 1.0):
+        bound = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{name}={value!r} must be in {bound}")
+
+
+@dataclass(slots=True)
+class MemoryConfig:
+    """How one camera's KV memory is kept: ``[init | long-term | short-term]`` per layer.
+
+    Attributes:
+        policy: ``full`` (no eviction), ``recent_frames`` (FIFO of whole frames),
+            ``window`` (attention sinks + most recent tokens, StreamingLLM), ``vsb``
+            (Vision Sink Bucketing, no retrieval) or ``livevlm`` (VSB + PaR).
+        budget_tokens: long-term budget M in tokens, per layer (LiveVLM v2: 12,000).
+            The short-term window and the init (system prompt) tokens come on top.
+            Ignored by ``full``.
+        short_term_frames: frames always kept exact at the end of the memory
+            (``recent_frames`` in the LiveVLM code: 2).
+        observation_tokens: r, the number of last vision queries of a clip whose
+            attention scores VSB (spec A.4 step 4; not given by the paper, 392 = 2 frames).
+        top_score_share: R = 1 - scatter_ratio, the share of the budget filled by the
+            highest scores regardless of buckets (spec A.4 step 5; 0.5).
+        bucket_capacity: B, tokens per bucket (LiveVLM v2: 1, so N = M buckets).
+        bucket_by: ``candidate``: bucket index from the position in the candidate list;
+            ``stream``: from the token's original stream position (spec A.4 step 5,
+            ambiguity 3).
+        page_size: C, tokens per PaR page (LiveVLM v2: 16).
+        retrieval_ratio: share of long-term pages retrieved per layer at answer time
+            (LiveVLM v2 Table 6: 0.4).
+        retrieval_keys: ``position_agnostic`` (PaR: page means of keys without RoPE) or
+            ``positional`` (keys rotated by their original positions; the LiveVLM
+            Table 1 ablation, expected to be worse).
+        sink_tokens: tokens kept at the start of the video by the ``window`` policy
+            (StreamingLLM's attention sinks; the init prompt is always kept as well).
+        positions: ``compacted`` (contiguous RoPE positions over what is attended, the
+            ReKV convention) or ``original`` (each token's stream position; spec A.4.8).
+    """
+
+    policy: str = "livevlm"
+    budget_tokens: int = 12000
+    short_term_frames: int = 2
+    observation_tokens: int = 392
+    top_score_share: float = 0.5
+    bucket_capacity: int = 1
+    bucket_by: str = "candidate"
+    page_size: int = 16
+    retrieval_ratio: float = 0.4
+    retrieval_keys: str = "position_agnostic"
+    sink_tokens: int = 16
+    positions: str = "compacted"
+
+    def __post_init__(self) -> None:
+        _choice("policy", self.policy, POLICIES)
+        _choice("bucket_by", self.bucket_by, BUCKET_MODES)
+        _choice("retrieval_keys", self.retrieval_keys, RETRIEVAL_KEYS)
+        _choice("positions", self.positions, POSITION_MODES)
+        _at_least("budget_tokens", self.budget_tokens, 1)
+        _at_least("short_term_frames", self.short_term_frames, 1)
+        _at_least("observation_tokens", self.observation_tokens, 1)
+        _at_least("bucket_capacity", self.bucket_capacity, 1)
+        _at_least("page_size", self.page_size, 1)
+        _at_least("sink_tokens", self.sink_tokens, 0)
+        _fraction("top_score_share", self.top_score_share, open_low=False)
+        _fraction("retrieval_ratio", self.retrieval_ratio, open_low=True)
+        if self.sink_tokens >= self.budget_tokens:
+            raise ValueError(
+                f"sink_tokens={self.sink_tokens} must be smaller than budget_tokens={self.budget_tokens}"
+            )
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """How the engine runs the model over the stream.
+
+    Attributes:
+        frames_per_clip: frames encoded and prefilled together (LiveVLM code: 32).
+        max_new_tokens: default answer length limit, tokens.
+        system_prompt: text of the init segment, kept forever and never compressed.
+        device: torch device, e.g. ``cpu``, ``cuda``, ``cuda:1``.
+        dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``float16``
+            or ``bfloat16``.
+        vision_backend: ``torch``, ``onnxruntime`` or ``tensorrt`` for the vision encoder.
+        kernels: ``torch`` (reference) or ``triton`` for the memory kernels.
+        engine_cache_dir: directory of built TensorRT engines (``vision_backend=tensorrt``);
+            empty = ``$XDG_CACHE_HOME/ros2_livevlm/engines``.
+    """
+
+    frames_per_clip: int = 32
+    max_new_tokens: int = 128
+    system_prompt: str = "You are a helpful assistant."
+    device: str = "cpu"
+    dtype: str = "auto"
+    vision_backend: str = "torch"
+    kernels: str = "torch"
+    engine_cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        _at_least("frames_per_clip", self.frames_per_clip, 1)
+        _at_least("max_new_tokens", self.max_new_tokens, 1)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("vision_backend", self.vision_backend, VISION_BACKENDS)
+        _choice("kernels", self.kernels, KERNELS)
+
+
+def split_settings(settings: dict[str, Any]) -> tuple[MemoryConfig, EngineConfig]:
+    """Build both configs from one flat mapping of field names to values.
+
+    Raises:
+        ValueError: a name that is a field of neither config, or a value that fails a
+            config's check (the message names the field).
+    """
+    memory_names = {f.name for f in fields(MemoryConfig)}
+    engine_names = {f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(settings) - memory_names - engine_names)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(memory_names | engine_names))}"
+        )
+    memory = MemoryConfig(**{k: v for k, v in settings.items() if k in memory_names})
+    engine = EngineConfig(**{k: v for k, v in settings.items() if k in engine_names})
+    return memory, engine
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Per-field descriptions parsed from a config class's ``Attributes:`` docstring."""
+    doc = cls.__doc__ or ""
+    docs: dict[str, str] = {}
+    current = ""
+    for line in doc.split("Attributes:", 1)[-1].splitlines():
+        stripped = line.strip()
+        head, sep, rest = stripped.partition(":")
+        if sep and head in {f.name for f in fields(cls)}:
+            current = head
+            docs[current] = rest.strip()
+        elif current and stripped:
+            docs[current] += " " + stripped
+    return docs
+
+
+__all__ = [
+    "POLICIES",
+    "MemoryConfig",
+    "EngineConfig",
+    "split_settings",
+    "field_docs",
+]
