@@ -11,7 +11,9 @@ top-score share 0.5 (``1 - scatter_ratio``), 32 frames per clip.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 POLICIES = ("full", "recent_frames", "window", "vsb", "livevlm")
@@ -176,10 +178,26 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def cache_dir(*parts: str) -> Path:
+    """A directory under the package cache, created if missing.
+
+    The root is ``$ROS2_LIVEVLM_CACHE`` if set, else ``$XDG_CACHE_HOME/ros2_livevlm``
+    (``~/.cache/ros2_livevlm``). Generated models and built engines live there, never in
+    the working directory.
+    """
+    root = os.environ.get("ROS2_LIVEVLM_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    ) / "ros2_livevlm"
+    path = Path(root).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 __all__ = [
     "POLICIES",
     "MemoryConfig",
     "EngineConfig",
     "split_settings",
     "field_docs",
+    "cache_dir",
 ]

@@ -1,0 +1,416 @@
+"""StreamingVLM: frames in as they arrive, questions answered from a bounded KV memory.
+
+One engine = one loaded model + one memory (one camera); :meth:`StreamingVLM.new_stream`
+adds another memory on the same model. No rclpy here: the ROS node and the evaluation
+tools drive this API.
+
+    engine = StreamingVLM.from_pretrained("tiny", policy="livevlm", budget_tokens=512)
+    engine.ingest(frames, stamps)            # uint8 [N, H, W, 3], seconds
+    answer = engine.ask("What is on the table?")
+    answer.text, answer.evidence, answer.ttft_s
+
+Data flow (DESIGN.md): frames -> preprocess -> buffered until ``frames_per_clip`` ->
+vision encoder (SigLIP + projector + 2x2 pooling) -> clip prefill through the LLM against
+``[init | long-term | short-term]`` -> FIFO + policy (VSB) keeps the budget. A question
+prefills ``[newline | "\\n{question}<|im_end|><|im_start|>assistant\\n"]`` over the
+per-layer retrieved context (PaR) and decodes greedily. The prompt layout is LLaVA-OneVision's
+chat template as used by ReKV/LiveVLM (spec A.3).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import EngineConfig, MemoryConfig, split_settings
+from .memory import AnswerContext, ClipPrefill, Rope, VideoMemory, make_policy
+from .models import LlavaOnevision, resolve_model_path
+
+INIT_TEMPLATE = "<|im_start|>system \n{system_prompt}<|im_end|><|im_start|>user "
+QUESTION_PREFIX = "\n"
+QUESTION_SUFFIX = "<|im_end|><|im_start|>assistant\n"
+
+OnToken = Callable[[int, str], "bool | None"]
+"""``on_token(token_id, text_delta)``, called per generated token; return False to stop."""
+
+
+@dataclass
+class Answer:
+    """One answer from memory.
+
+    Attributes:
+        text: the decoded answer.
+        token_ids: generated token ids (EOS excluded).
+        evidence: ``(t_start, t_end)`` camera time spans in seconds of the frames the
+            answer drew on most, most relevant first.
+        ttft_s: question start -> first token (retrieval + prompt prefill + first logits), s.
+        total_s: question start -> last token, s.
+        tokens_attended: context length attended (memory + prompt), averaged over layers.
+        frames_in_memory: frames with at least one token in the memory.
+        stop_reason: ``eos``, ``length`` or ``cancelled`` (``on_token`` returned False).
+    """
+
+    text: str
+    token_ids: list[int]
+    evidence: list[tuple[float, float]]
+    ttft_s: float
+    total_s: float
+    tokens_attended: int
+    frames_in_memory: int
+    stop_reason: str
+
+
+@dataclass
+class MemoryStats:
+    """Occupancy and latency of one memory. Token counts are per layer.
+
+    Attributes:
+        frames_ingested: frames accepted since the last reset (prefilled or pending).
+        frames_in_memory: frames with at least one token in the memory.
+        frames_pending: frames buffered for the next clip.
+        clips_prefilled: clips prefilled since the last reset.
+        tokens_init / tokens_long_term / tokens_short_term: tokens per segment.
+        budget_tokens: long-term budget (None: unlimited, policy ``full``).
+        kv_bytes: bytes of K and V resident, all layers.
+        newest_stamp: stamp of the newest accepted frame, s (None before the first).
+        last_encode_s: vision encoder time of the last clip, s.
+        last_prefill_s: LLM prefill + memory update time of the last clip, s.
+        vsb_topped_up_tokens: tokens VSB kept beyond bucket capacity to meet the budget.
+    """
+
+    frames_ingested: int
+    frames_in_memory: int
+    frames_pending: int
+    clips_prefilled: int
+    tokens_init: int
+    tokens_long_term: int
+    tokens_short_term: int
+    budget_tokens: int | None
+    kv_bytes: int
+    newest_stamp: float | None
+    last_encode_s: float
+    last_prefill_s: float
+    vsb_topped_up_tokens: int
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto`` -> bfloat16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+class StreamingVLM:
+    """A streaming video-LLM over one camera's bounded, recallable KV memory.
+
+    Not thread-safe: one thread owns an engine (and the engines sharing its model).
+
+    Args:
+        model: a loaded backbone (shared by :meth:`new_stream` engines).
+        memory_config: how the memory is kept (policy, budget, VSB, PaR).
+        engine_config: clip size, answer length, system prompt, device, backends.
+    """
+
+    def __init__(self, model: LlavaOnevision, memory_config: MemoryConfig, engine_config: EngineConfig) -> None:
+        self.model = model
+        self.memory_config = memory_config
+        self.engine_config = engine_config
+        self.rope = Rope(model.inv_freq.to(model.device), model.attention_scaling)
+        self.policy = make_policy(memory_config)
+        self.encode = model.encode_frames
+        self.memory = VideoMemory(
+            model.num_layers,
+            model.num_kv_heads,
+            model.head_dim,
+            memory_config.short_term_frames * model.tokens_per_frame,
+            model.dtype,
+            model.device,
+        )
+        self._prefill_init()
+        self._reset_stream()
+
+    @classmethod
+    def from_pretrained(
+        cls, model_path: str | Path, *, device: str = "cpu", dtype: str = "auto", **settings
+    ) -> StreamingVLM:
+        """Load a checkpoint and start an empty memory.
+
+        Args:
+            model_path: ``"tiny"`` or a local LLaVA-OneVision directory
+                (:func:`~ros2_livevlm.models.resolve_model_path`).
+            device: torch device.
+            dtype: ``auto``, ``float32``, ``float16`` or ``bfloat16``.
+            **settings: any :class:`MemoryConfig` / :class:`EngineConfig` field.
+
+        Raises:
+            ValueError: an unknown setting or a bad value (names the field), or a model
+                directory that is missing or incomplete (names what is missing).
+        """
+        memory_config, engine_config = split_settings({**settings, "device": device, "dtype": dtype})
+        model = LlavaOnevision.from_pretrained(
+            resolve_model_path(model_path), device=device, dtype=resolve_dtype(dtype, device)
+        )
+        return cls(model, memory_config, engine_config)
+
+    def new_stream(self, **memory_settings) -> StreamingVLM:
+        """Another engine with its own empty memory on this engine's model (e.g. a second camera)."""
+        return StreamingVLM(self.model, replace(self.memory_config, **memory_settings), self.engine_config)
+
+    # ---- state ----------------------------------------------------------------------
+
+    def _prefill_init(self) -> None:
+        """Prefill the system prompt: the init segment, kept forever (spec A.4 step 0)."""
+        text = INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt)
+        ids = torch.tensor(self.model.tokenize(text), dtype=torch.int64)
+        writer = ClipPrefill(self.memory, self.rope, self.policy, self.memory_config, ids.numel())
+        hidden = self.model.embed_tokens(ids)
+        for layer in range(self.model.num_layers):
+            hidden = self.model.layer_forward(layer, hidden, writer.attend)
+        writer.commit_init()
+
+    def _reset_stream(self) -> None:
+        self._pending_pixels: list[torch.Tensor] = []  # [3, S, S] per frame
+        self._pending_stamps: list[float] = []
+        self._pending_frames: list[int] = []
+        self._frames_ingested = 0
+        self._clips_prefilled = 0
+        self._newest_stamp: float | None = None
+        self._last_encode_s = 0.0
+        self._last_prefill_s = 0.0
+        self._ingesting = False
+
+    def reset(self) -> None:
+        """Forget every frame (the init segment and the model stay)."""
+        self.memory.clear()
+        self._reset_stream()
+
+    def stats(self) -> MemoryStats:
+        """Current occupancy, counters and last latencies."""
+        memory = self.memory
+        return MemoryStats(
+            frames_ingested=self._frames_ingested,
+            frames_in_memory=memory.frames_in_memory(),
+            frames_pending=len(self._pending_pixels),
+            clips_prefilled=self._clips_prefilled,
+            tokens_init=memory.num_init,
+            tokens_long_term=memory.num_long_term,
+            tokens_short_term=memory.num_short_term,
+            budget_tokens=self.policy.budget_tokens,
+            kv_bytes=memory.kv_bytes,
+            newest_stamp=self._newest_stamp,
+            last_encode_s=self._last_encode_s,
+            last_prefill_s=self._last_prefill_s,
+            vsb_topped_up_tokens=self.policy.topped_up_tokens,
+        )
+
+    # ---- ingestion ------------------------------------------------------------------
+
+    def _check_frames(self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]) -> tuple[torch.Tensor, list[float]]:
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            got = f"{type(frames).__name__} {getattr(frames, 'dtype', '?')} {tuple(getattr(frames, 'shape', ()))}"
+            raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] (numpy or torch), got {got}")
+        if frames.shape[1] == 0 or frames.shape[2] == 0:
+            raise ValueError(f"frames must not be empty, got shape {tuple(frames.shape)}")
+        stamps = [float(s) for s in stamps]
+        if len(stamps) != frames.shape[0]:
+            raise ValueError(f"got {frames.shape[0]} frames but {len(stamps)} stamps; one stamp (s) per frame")
+        previous = self._newest_stamp
+        for stamp in stamps:
+            if not math.isfinite(stamp):
+                raise ValueError(f"stamps must be finite seconds, got {stamp}")
+            if previous is not None and stamp < previous:
+                raise ValueError(
+                    f"stamps must not go backwards: {stamp:.6f} s after {previous:.6f} s "
+                    "(reset() the memory when the stream restarts)"
+                )
+            previous = stamp
+        return frames, stamps
+
+    def ingest_iter(self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]) -> Iterator[None]:
+        """Accept frames; prefill every clip they complete, yielding between steps.
+
+        Yields after the vision encoder and after each LLM layer of each clip prefill, so
+        a caller can answer questions in between (:meth:`ask` reads only the committed
+        memory; a clip is committed after its last layer). Exhaust the iterator before
+        the next ingest, flush or reset.
+
+        Args:
+            frames: uint8 RGB ``[N, H, W, 3]``, numpy or torch, any H and W.
+            stamps: ``N`` camera stamps in seconds, non-decreasing, also across calls.
+
+        Raises:
+            ValueError: wrong dtype/shape, stamp count, non-finite or decreasing stamps.
+            RuntimeError: another ingestion of this engine is still suspended.
+        """
+        frames, stamps = self._check_frames(frames, stamps)
+        if self._ingesting:
+            raise RuntimeError("an ingest_iter() of this engine is still suspended; exhaust it first")
+        self._ingesting = True
+        try:
+            pixels = self.model.preprocess(frames)  # [N, 3, S, S]
+            for pixel, stamp in zip(pixels, stamps):
+                self._pending_pixels.append(pixel)
+                self._pending_stamps.append(stamp)
+                self._pending_frames.append(self._frames_ingested)
+                self._frames_ingested += 1
+                self._newest_stamp = stamp
+                if len(self._pending_pixels) == self.engine_config.frames_per_clip:
+                    yield from self._prefill_clip()
+        finally:
+            self._ingesting = False
+
+    def ingest(self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]) -> int:
+        """:meth:`ingest_iter` run to completion; returns the clips prefilled by this call."""
+        before = self._clips_prefilled
+        for _ in self.ingest_iter(frames, stamps):
+            pass
+        return self._clips_prefilled - before
+
+    def flush(self) -> int:
+        """Prefill the buffered frames as a (partial) clip; returns 1 if there were any, else 0."""
+        if not self._pending_pixels:
+            return 0
+        for _ in self._prefill_clip():
+            pass
+        return 1
+
+    def _prefill_clip(self) -> Iterator[None]:
+        """Encode the buffered frames and prefill them as one clip (spec A.4 steps 1-5)."""
+        pixels = torch.stack(self._pending_pixels)
+        frame_ids = torch.tensor(self._pending_frames, dtype=torch.int64)
+        stamps = torch.tensor(self._pending_stamps, dtype=torch.float64)
+        self._pending_pixels, self._pending_stamps, self._pending_frames = [], [], []
+        start = time.perf_counter()
+        tokens = self.encode(pixels)  # [F, P, D]
+        self._last_encode_s = time.perf_counter() - start
+        yield
+        start = time.perf_counter()
+        num_frames, per_frame, _ = tokens.shape
+        writer = ClipPrefill(self.memory, self.rope, self.policy, self.memory_config, num_frames * per_frame)
+        hidden = tokens.reshape(num_frames * per_frame, -1)  # [T, D]
+        for layer in range(self.model.num_layers):
+            hidden = self.model.layer_forward(layer, hidden, writer.attend)
+            yield
+        writer.commit(frame_ids.repeat_interleave(per_frame), stamps.repeat_interleave(per_frame))
+        self._clips_prefilled += 1
+        self._last_prefill_s = time.perf_counter() - start
+
+    # ---- answering ------------------------------------------------------------------
+
+    def _check_question(
+        self, question: str, max_new_tokens: int | None, time_window: tuple[float, float] | None
+    ) -> int:
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("question must be a non-empty string")
+        limit = self.engine_config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if time_window is not None:
+            t0, t1 = (float(t) for t in time_window)
+            if not (math.isfinite(t0) and math.isfinite(t1) and t0 <= t1):
+                raise ValueError(f"time_window must be (t0, t1) finite seconds with t0 <= t1, got {time_window!r}")
+        return limit
+
+    def _prefill_question(
+        self, question: str, max_new_tokens: int, time_window: tuple[float, float] | None
+    ) -> tuple[AnswerContext, torch.Tensor]:
+        """Retrieve per layer and prefill the answer prompt; returns the context and first logits ``[V]``."""
+        prefix = self.model.tokenize(QUESTION_PREFIX)
+        body = self.model.tokenize(question.strip())
+        suffix = self.model.tokenize(QUESTION_SUFFIX)
+        ids = torch.tensor(prefix + body + suffix, dtype=torch.int64)
+        hidden = torch.cat((self.model.image_newline[None], self.model.embed_tokens(ids)))  # [1 + T_p, D]
+        start = 1 + len(prefix)
+        context = AnswerContext(
+            self.memory,
+            self.rope,
+            self.policy,
+            self.memory_config,
+            question=slice(start, start + len(body)),
+            num_prompt_tokens=hidden.shape[0],
+            max_new_tokens=max_new_tokens,
+            time_window=time_window,
+        )
+        for layer in range(self.model.num_layers):
+            hidden = self.model.layer_forward(layer, hidden, context.attend)
+        return context, self.model.logits(hidden[-1:])[0]
+
+    def next_token_logits(self, question: str, time_window: tuple[float, float] | None = None) -> torch.Tensor:
+        """Logits ``[V]`` (float32) of the first answer token, e.g. to score multiple-choice options.
+
+        Raises:
+            ValueError: as :meth:`ask`.
+        """
+        self._check_question(question, 1, time_window)
+        return self._prefill_question(question, 1, time_window)[1]
+
+    def ask(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int | None = None,
+        time_window: tuple[float, float] | None = None,
+        on_token: OnToken | None = None,
+    ) -> Answer:
+        """Answer ``question`` from memory by greedy decoding; the memory is not changed.
+
+        Buffered frames of an unfinished clip are not seen (call :meth:`flush` first to
+        include them).
+
+        Args:
+            question: non-empty text.
+            max_new_tokens: answer length limit (default: ``EngineConfig.max_new_tokens``).
+            time_window: ``(t0, t1)`` camera seconds; long-term retrieval is restricted to
+                pages whose stamps overlap it.
+            on_token: called as ``on_token(token_id, text_delta)`` per generated token;
+                returning False stops decoding (``stop_reason="cancelled"``).
+
+        Raises:
+            ValueError: empty question, bad ``max_new_tokens`` or ``time_window``.
+        """
+        limit = self._check_question(question, max_new_tokens, time_window)
+        start = time.perf_counter()
+        context, logits = self._prefill_question(question, limit, time_window)
+        tokenizer = self.model.tokenizer
+        token_ids: list[int] = []
+        text = ""
+        ttft = None
+        stop_reason = "length"
+        while True:
+            token = int(logits.argmax())
+            if ttft is None:
+                ttft = time.perf_counter() - start
+            if token in self.model.stop_token_ids:
+                stop_reason = "eos"
+                break
+            token_ids.append(token)
+            decoded = tokenizer.decode(token_ids, skip_special_tokens=True)
+            delta = "" if decoded.endswith("\ufffd") else decoded[len(text) :]  # hold back partial UTF-8
+            text += delta
+            if on_token is not None and on_token(token, delta) is False:
+                stop_reason = "cancelled"
+                break
+            if len(token_ids) >= limit:
+                break
+            hidden = self.model.embed_tokens(torch.tensor([token]))
+            for layer in range(self.model.num_layers):
+                hidden = self.model.layer_forward(layer, hidden, context.attend)
+            logits = self.model.logits(hidden)[0]
+        return Answer(
+            text=tokenizer.decode(token_ids, skip_special_tokens=True),
+            token_ids=token_ids,
+            evidence=context.evidence(),
+            ttft_s=ttft,
+            total_s=time.perf_counter() - start,
+            tokens_attended=context.tokens_attended,
+            frames_in_memory=self.memory.frames_in_memory(),
+            stop_reason=stop_reason,
+        )

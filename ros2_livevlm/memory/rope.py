@@ -1,0 +1,58 @@
+"""Rotary position embedding: the one place keys and queries are rotated or un-rotated.
+
+The memory stores keys *before* RoPE (spec A.4, "store keys before RoPE"), so positions
+are chosen at use time: compacted or original for attention (spec A.4.8), none at all for
+PaR's page means (spec A.4 step 6). Layout and numerics follow HF Qwen2
+(``rotate_half`` convention; angles in float32; ``attention_scaling`` folded into cos/sin).
+
+Reference: Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding",
+arXiv 2104.09864.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Rope:
+    """RoPE for one model: ``R(p) x = x * cos(p w) + rotate_half(x) * sin(p w)``, times a scale.
+
+    Args:
+        inv_freq: per-pair angular frequencies ``w``, ``[d / 2]`` float32 (HF
+            ``rotary_emb.inv_freq``, which already holds any static RoPE scaling).
+        attention_scaling: the factor HF multiplies cos and sin by (1.0 for default RoPE,
+            the YaRN mscale otherwise).
+    """
+
+    def __init__(self, inv_freq: torch.Tensor, attention_scaling: float = 1.0) -> None:
+        self.inv_freq = inv_freq.float()
+        self.attention_scaling = attention_scaling
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin tables ``[T, d]`` (float32) for integer positions ``[T]``."""
+        freqs = positions.float()[:, None] * self.inv_freq.to(positions.device)[None, :]  # [T, d/2]
+        angles = torch.cat((freqs, freqs), dim=-1)  # [T, d]
+        return angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+
+    def apply(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x [..., T, d]`` to ``positions [T]``; returns the same shape and dtype."""
+        cos, sin = self.cos_sin(positions)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        return x * cos + _rotate_half(x) * sin
+
+    def invert(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`apply`: rotate by ``-positions`` and divide by the scale squared.
+
+        For backends that hand back post-RoPE keys (e.g. a fused-RoPE attention kernel):
+        always invert with each token's *own* position, never its slot index (spec C.1).
+        Computed in float32, returned in ``x``'s dtype.
+        """
+        cos, sin = self.cos_sin(positions)
+        y = x.float()
+        scale = self.attention_scaling**2
+        return ((y * cos - _rotate_half(y) * sin) / scale).to(x.dtype)

@@ -1,0 +1,48 @@
+"""Backbones: HF-format checkpoints from a local directory, driven by our own layer loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import cache_dir
+from .llava_onevision import AttendFn, LlavaOnevision, ModelDirectoryError, check_model_dir
+from .tiny import TinySpec, make_tiny_checkpoint, spec_tag
+
+TINY = "tiny"
+"""``model_path`` value that selects a tiny random checkpoint (built once into the cache)."""
+
+
+def tiny_checkpoint(spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
+    """Directory of the cached tiny random checkpoint for ``spec``/``seed``, built on first use."""
+    path = cache_dir("models") / spec_tag(spec, seed)
+    if not (path / "config.json").is_file():
+        make_tiny_checkpoint(path, spec, seed)
+    return path
+
+
+def resolve_model_path(model_path: str | Path) -> Path:
+    """Turn a ``model_path`` setting into a checked checkpoint directory.
+
+    Args:
+        model_path: ``"tiny"`` (a tiny random LLaVA-OneVision, built into the cache on
+            first use) or a local Hugging Face directory.
+
+    Raises:
+        ModelDirectoryError: the directory is missing or incomplete (names what is missing).
+    """
+    if str(model_path) == TINY:
+        return tiny_checkpoint()
+    return check_model_dir(model_path)
+
+
+__all__ = [
+    "AttendFn",
+    "LlavaOnevision",
+    "ModelDirectoryError",
+    "TinySpec",
+    "TINY",
+    "check_model_dir",
+    "make_tiny_checkpoint",
+    "resolve_model_path",
+    "tiny_checkpoint",
+]
