@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .backends import VisionEncoder, make_vision_encoder, memory_kernels
 from .config import EngineConfig, MemoryConfig, split_settings
 from .memory import AnswerContext, ClipPrefill, Rope, VideoMemory, make_policy
 from .models import LlavaOnevision, resolve_model_path
@@ -115,15 +116,25 @@ class StreamingVLM:
         model: a loaded backbone (shared by :meth:`new_stream` engines).
         memory_config: how the memory is kept (policy, budget, VSB, PaR).
         engine_config: clip size, answer length, system prompt, device, backends.
+        vision_encoder: an encoder to share (as :meth:`new_stream` does); default: built
+            for ``engine_config.vision_backend``.
     """
 
-    def __init__(self, model: LlavaOnevision, memory_config: MemoryConfig, engine_config: EngineConfig) -> None:
+    def __init__(
+        self,
+        model: LlavaOnevision,
+        memory_config: MemoryConfig,
+        engine_config: EngineConfig,
+        *,
+        vision_encoder: VisionEncoder | None = None,
+    ) -> None:
         self.model = model
         self.memory_config = memory_config
         self.engine_config = engine_config
         self.rope = Rope(model.inv_freq.to(model.device), model.attention_scaling)
         self.policy = make_policy(memory_config)
-        self.encode = model.encode_frames
+        self.encode = vision_encoder or make_vision_encoder(model, engine_config)
+        self.kernels = memory_kernels(engine_config)
         self.memory = VideoMemory(
             model.num_layers,
             model.num_kv_heads,
@@ -159,8 +170,13 @@ class StreamingVLM:
         return cls(model, memory_config, engine_config)
 
     def new_stream(self, **memory_settings) -> StreamingVLM:
-        """Another engine with its own empty memory on this engine's model (e.g. a second camera)."""
-        return StreamingVLM(self.model, replace(self.memory_config, **memory_settings), self.engine_config)
+        """Another engine with its own empty memory on this engine's model (e.g. a second camera).
+
+        ``memory_settings`` override fields of this engine's :class:`MemoryConfig`.
+        """
+        return StreamingVLM(
+            self.model, replace(self.memory_config, **memory_settings), self.engine_config, vision_encoder=self.encode
+        )
 
     # ---- state ----------------------------------------------------------------------
 
@@ -168,7 +184,7 @@ class StreamingVLM:
         """Prefill the system prompt: the init segment, kept forever (spec A.4 step 0)."""
         text = INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt)
         ids = torch.tensor(self.model.tokenize(text), dtype=torch.int64)
-        writer = ClipPrefill(self.memory, self.rope, self.policy, self.memory_config, ids.numel())
+        writer = ClipPrefill(self.memory, self.rope, self.policy, self.memory_config, ids.numel(), self.kernels)
         hidden = self.model.embed_tokens(ids)
         for layer in range(self.model.num_layers):
             hidden = self.model.layer_forward(layer, hidden, writer.attend)
@@ -294,7 +310,9 @@ class StreamingVLM:
         yield
         start = time.perf_counter()
         num_frames, per_frame, _ = tokens.shape
-        writer = ClipPrefill(self.memory, self.rope, self.policy, self.memory_config, num_frames * per_frame)
+        writer = ClipPrefill(
+            self.memory, self.rope, self.policy, self.memory_config, num_frames * per_frame, self.kernels
+        )
         hidden = tokens.reshape(num_frames * per_frame, -1)  # [T, D]
         for layer in range(self.model.num_layers):
             hidden = self.model.layer_forward(layer, hidden, writer.attend)
@@ -338,6 +356,7 @@ class StreamingVLM:
             num_prompt_tokens=hidden.shape[0],
             max_new_tokens=max_new_tokens,
             time_window=time_window,
+            kernels=self.kernels,
         )
         for layer in range(self.model.num_layers):
             hidden = self.model.layer_forward(layer, hidden, context.attend)

@@ -23,12 +23,11 @@ from __future__ import annotations
 import torch
 
 from ..config import MemoryConfig
-from .attention import attention
-from .par import page_keys, page_scores, page_spans, page_tokens, select_pages
+from .kernels import TORCH_KERNELS, MemoryKernels
+from .par import page_keys, page_spans, page_tokens, select_pages
 from .policies import MemoryPolicy
 from .rope import Rope
 from .store import VideoMemory
-from .vsb import vsb_scores
 
 
 class ClipPrefill:
@@ -40,12 +39,19 @@ class ClipPrefill:
         policy: the memory policy (asks for VSB scores when it will compress).
         config: memory settings (``positions``, ``observation_tokens``).
         num_tokens: T, tokens of the clip.
+        kernels: attention and VSB-score implementations (torch reference by default).
     """
 
     def __init__(
-        self, memory: VideoMemory, rope: Rope, policy: MemoryPolicy, config: MemoryConfig, num_tokens: int
+        self,
+        memory: VideoMemory,
+        rope: Rope,
+        policy: MemoryPolicy,
+        config: MemoryConfig,
+        num_tokens: int,
+        kernels: MemoryKernels = TORCH_KERNELS,
     ) -> None:
-        self.memory, self.rope, self.policy = memory, rope, policy
+        self.memory, self.rope, self.policy, self.kernels = memory, rope, policy, kernels
         self.num_tokens = num_tokens
         self.num_obs = min(config.observation_tokens, num_tokens)
         self.original_positions = config.positions == "original"
@@ -73,10 +79,10 @@ class ClipPrefill:
         values = torch.cat((self.memory.v[layer], v), dim=1)
         queries = self.rope.apply(q, positions[-self.num_tokens :])  # [H, T, d]
         if self.want_scores:
-            self.scores.append(vsb_scores(queries[:, -self.num_obs :], keys))  # [n + T]
+            self.scores.append(self.kernels.vsb_scores(queries[:, -self.num_obs :], keys))  # [n + T]
         self.new_k.append(k)
         self.new_v.append(v)
-        return attention(queries, keys, values)
+        return self.kernels.attention(queries, keys, values)
 
     def commit(self, frames: torch.Tensor, stamps: torch.Tensor) -> None:
         """Commit the clip after the last layer: ``frames [T]`` int64, ``stamps [T]`` float64 s."""
@@ -105,6 +111,7 @@ class AnswerContext:
         max_new_tokens: decode steps to reserve room for.
         time_window: ``(t0, t1)`` seconds; only long-term pages whose stamps overlap it
             may be attended. The short-term window (the present) is always attended.
+        kernels: attention and page-score implementations (torch reference by default).
     """
 
     def __init__(
@@ -117,8 +124,10 @@ class AnswerContext:
         num_prompt_tokens: int,
         max_new_tokens: int,
         time_window: tuple[float, float] | None = None,
+        kernels: MemoryKernels = TORCH_KERNELS,
     ) -> None:
         self.memory, self.rope, self.policy, self.config = memory, rope, policy, config
+        self.kernels = kernels
         self.question = question
         self.num_prompt_tokens = num_prompt_tokens
         self.max_new_tokens = max_new_tokens
@@ -159,7 +168,7 @@ class AnswerContext:
         allowed = self._allowed_pages(layer)
         if allowed is not None and not bool(allowed.any()):
             return torch.empty(0, dtype=torch.int64, device=keys.device)
-        scores = page_scores(queries, page_keys(keys, cfg.page_size), allowed)
+        scores = self.kernels.page_scores(queries, page_keys(keys, cfg.page_size), allowed)
         pages = select_pages(scores, cfg.retrieval_ratio, allowed)
         retrieved = page_tokens(pages, cfg.page_size, num_lt)
         self.retrieved_frames.append(memory.frame[layer, lt][retrieved])
@@ -198,7 +207,8 @@ class AnswerContext:
         self.keys[layer], self.values[layer] = keys, values
         self.length[layer] = num_ctx + num_prompt
         self.next_position[layer] = int(prompt_positions[-1].item()) + 1
-        return attention(self.rope.apply(q, prompt_positions), keys[:, : self.length[layer]], values[:, : self.length[layer]])
+        filled = self.length[layer]
+        return self.kernels.attention(self.rope.apply(q, prompt_positions), keys[:, :filled], values[:, :filled])
 
     def _decode(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         keys, values = self.keys[layer], self.values[layer]
@@ -210,7 +220,8 @@ class AnswerContext:
         values[:, slot : slot + num_new] = v
         self.length[layer] = slot + num_new
         self.next_position[layer] += num_new
-        return attention(self.rope.apply(q, positions), keys[:, : slot + num_new], values[:, : slot + num_new])
+        filled = slot + num_new
+        return self.kernels.attention(self.rope.apply(q, positions), keys[:, :filled], values[:, :filled])
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """First call per layer: the prompt (retrieval + prefill); later calls: decode steps."""

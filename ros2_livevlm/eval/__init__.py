@@ -1,0 +1,1 @@
+"""Evaluation: scenes from real photos, rosbag replay, question files, reports."""
