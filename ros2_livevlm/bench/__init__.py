@@ -1,0 +1,1 @@
+"""Benchmarks: ratio tables measured in one run, never timed assertions (BENCHMARKS.md)."""

@@ -1,0 +1,154 @@
+"""The benchmark result record of ``BENCHMARKS.md``, in one place for every benchmark.
+
+One JSON object per (policy, stream length) line::
+
+    {"git_sha", "device", "model": {...}, "policy", "memory": {...}, "frames", "kv_tokens",
+     "kv_bytes", "peak_bytes", "ttft_s": {"p50", "p95"}, "answer_s": {"p50"},
+     "tpot_s": {"p50"}, "ingest_fps", "tokens_attended", "accuracy"}
+
+Benchmarks build records with :func:`make_record`, print them with
+:func:`markdown_table` and write them with :func:`write_jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..engine import StreamingVLM
+
+
+def git_sha() -> str:
+    """The checkout's commit, or ``unknown`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device: str) -> str:
+    """``cpu`` or ``cuda:<GPU name>``."""
+    if torch.device(device).type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    return "cpu"
+
+
+def resident_bytes() -> int:
+    """Resident set size of this process now, bytes (Linux ``/proc/self/statm``; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def quantiles(values: Sequence[float]) -> dict[str, float | None]:
+    """``{"p50", "p95"}`` of ``values`` (None when empty)."""
+    if not values:
+        return {"p50": None, "p95": None}
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+
+
+def make_record(
+    engine: StreamingVLM,
+    *,
+    frames: int,
+    ttft_s: Sequence[float],
+    answer_s: Sequence[float],
+    tpot_s: Sequence[float],
+    ingest_fps: float | None,
+    tokens_attended: float | None,
+    peak_bytes: int,
+    accuracy: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result record for ``engine``'s policy after ``frames`` frames (BENCHMARKS.md).
+
+    Args:
+        engine: the engine measured (model shape, memory settings and occupancy are read from it).
+        frames: frames seen by the stream.
+        ttft_s / answer_s / tpot_s: samples in seconds (summarised as p50/p95).
+        ingest_fps: sustained frames per second through encode + prefill + memory update.
+        tokens_attended: context length the answers attended to.
+        peak_bytes: peak process memory (GPU allocator or sampled RSS), bytes.
+        accuracy: benchmark accuracy in [0, 1], or None when not meaningful.
+        **extra: further fields, appended as they are.
+    """
+    model, memory, stats = engine.model, engine.memory_config, engine.stats()
+    return {
+        "git_sha": git_sha(),
+        "device": device_name(engine.engine_config.device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "model": {
+            "name": model.path.name if model.path else "unknown",
+            "layers": model.num_layers,
+            "hidden": model.hidden_size,
+            "heads": model.num_heads,
+            "kv_heads": model.num_kv_heads,
+            "tokens_per_frame": model.tokens_per_frame,
+        },
+        "policy": memory.policy,
+        "memory": {
+            "budget_tokens": stats.budget_tokens,
+            "page_size": memory.page_size,
+            "retrieval_ratio": memory.retrieval_ratio,
+            "short_term_frames": memory.short_term_frames,
+            "frames_per_clip": engine.engine_config.frames_per_clip,
+        },
+        "frames": frames,
+        "kv_tokens": stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term,
+        "kv_bytes": stats.kv_bytes,
+        "peak_bytes": peak_bytes,
+        "ttft_s": quantiles(ttft_s),
+        "answer_s": {"p50": quantiles(answer_s)["p50"]},
+        "tpot_s": {"p50": quantiles(tpot_s)["p50"]},
+        "ingest_fps": ingest_fps,
+        "tokens_attended": tokens_attended,
+        "accuracy": accuracy,
+        **extra,
+    }
+
+
+def _cell(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def markdown_table(records: Iterable[dict[str, Any]]) -> str:
+    """A Markdown table of records: policy, frames, KV, TTFT, answer time, ingest rate, accuracy."""
+    lines = [
+        "| policy | frames | kv_tokens | kv_MiB | ttft_ms p50 | ttft_ms p95 | answer_ms p50 | ingest_fps | attended | accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['policy']} | {r['frames']} | {r['kv_tokens'] if r['kv_tokens'] is not None else '-'} "
+            f"| {_cell(r['kv_bytes'], 1 / 2**20)} | {_cell(r['ttft_s']['p50'], 1e3, 1)} "
+            f"| {_cell(r['ttft_s']['p95'], 1e3, 1)} | {_cell(r['answer_s']['p50'], 1e3, 1)} "
+            f"| {_cell(r['ingest_fps'], 1, 1)} | {_cell(r['tokens_attended'], 1, 0)} "
+            f"| {_cell(r['accuracy'], 100, 1) + ('%' if r['accuracy'] is not None else '')} |"
+        )
+    return "\n".join(lines)
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write records as JSON lines to ``path`` (parents created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    return path
