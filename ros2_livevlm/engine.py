@@ -227,7 +227,8 @@ class StreamingVLM:
 
     # ---- ingestion ------------------------------------------------------------------
 
-    def _check_frames(self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]) -> tuple[torch.Tensor, list[float]]:
+    @staticmethod
+    def _frames_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         if isinstance(frames, np.ndarray):
             frames = torch.from_numpy(np.ascontiguousarray(frames))
         if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -235,9 +236,12 @@ class StreamingVLM:
             raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] (numpy or torch), got {got}")
         if frames.shape[1] == 0 or frames.shape[2] == 0:
             raise ValueError(f"frames must not be empty, got shape {tuple(frames.shape)}")
+        return frames
+
+    def _check_stamps(self, stamps: Sequence[float], num_frames: int) -> list[float]:
         stamps = [float(s) for s in stamps]
-        if len(stamps) != frames.shape[0]:
-            raise ValueError(f"got {frames.shape[0]} frames but {len(stamps)} stamps; one stamp (s) per frame")
+        if len(stamps) != num_frames:
+            raise ValueError(f"got {num_frames} frames but {len(stamps)} stamps; one stamp (s) per frame")
         previous = self._newest_stamp
         for stamp in stamps:
             if not math.isfinite(stamp):
@@ -248,7 +252,7 @@ class StreamingVLM:
                     "(reset() the memory when the stream restarts)"
                 )
             previous = stamp
-        return frames, stamps
+        return stamps
 
     def ingest_iter(self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]) -> Iterator[None]:
         """Accept frames; prefill every clip they complete, yielding between steps.
@@ -266,7 +270,8 @@ class StreamingVLM:
             ValueError: wrong dtype/shape, stamp count, non-finite or decreasing stamps.
             RuntimeError: another ingestion of this engine is still suspended.
         """
-        frames, stamps = self._check_frames(frames, stamps)
+        frames = self._frames_tensor(frames)
+        stamps = self._check_stamps(stamps, frames.shape[0])
         if self._ingesting:
             raise RuntimeError("an ingest_iter() of this engine is still suspended; exhaust it first")
         self._ingesting = True
@@ -361,6 +366,24 @@ class StreamingVLM:
         for layer in range(self.model.num_layers):
             hidden = self.model.layer_forward(layer, hidden, context.attend)
         return context, self.model.logits(hidden[-1:])[0]
+
+    def offline_inputs(self, frames: np.ndarray | torch.Tensor, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The equivalent offline prompt for HF's own forward/``generate`` over all ``frames``.
+
+        Same token layout the engine streams: init, one ``<video>`` placeholder per frame
+        token plus one for the newline, then the question prompt. For the exactness test
+        and the offline re-prefill baseline.
+
+        Returns:
+            ``input_ids [1, T]`` int64 and ``pixel_values_videos [1, N, 3, S, S]``.
+        """
+        frames = self._frames_tensor(frames)
+        model = self.model
+        init = model.tokenize(INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt))
+        video = [model.config.video_token_index] * (frames.shape[0] * model.tokens_per_frame + 1)
+        prompt = model.tokenize(QUESTION_PREFIX) + model.tokenize(question.strip()) + model.tokenize(QUESTION_SUFFIX)
+        ids = torch.tensor([init + video + prompt], device=model.device)
+        return ids, model.preprocess(frames)[None]
 
     def next_token_logits(self, question: str, time_window: tuple[float, float] | None = None) -> torch.Tensor:
         """Logits ``[V]`` (float32) of the first answer token, e.g. to score multiple-choice options.

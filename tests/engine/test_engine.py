@@ -8,21 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from ros2_livevlm.engine import INIT_TEMPLATE, QUESTION_PREFIX, QUESTION_SUFFIX, StreamingVLM
+from ros2_livevlm.engine import StreamingVLM
 
 QUESTION = "What did the robot see on the table?"
 
 
-def hf_reference(engine: StreamingVLM, frames: np.ndarray, question: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """HF's own forward over the identical full prompt: token ids ``[1, T]`` and last logits ``[V]``."""
-    model = engine.model
-    init = model.tokenize(INIT_TEMPLATE.format(system_prompt=engine.engine_config.system_prompt))
-    prompt = model.tokenize(QUESTION_PREFIX) + model.tokenize(question) + model.tokenize(QUESTION_SUFFIX)
-    video = [model.config.video_token_index] * (len(frames) * model.tokens_per_frame + 1)
-    ids = torch.tensor([init + video + prompt])
-    pixels = model.preprocess(torch.from_numpy(frames))[None]
+def hf_reference(engine: StreamingVLM, frames: np.ndarray, question: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HF's own forward over the identical full prompt: ids ``[1, T]``, pixels and last logits ``[V]``."""
+    ids, pixels = engine.offline_inputs(frames, question)
     with torch.no_grad():
-        logits = model.hf(input_ids=ids, pixel_values_videos=pixels).logits[0, -1]
+        logits = engine.model.hf(input_ids=ids, pixel_values_videos=pixels).logits[0, -1]
     return ids, pixels, logits
 
 
