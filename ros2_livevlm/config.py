@@ -11,8 +11,9 @@ top-score share 0.5 (``1 - scatter_ratio``), 32 frames per clip.
 
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,16 @@ VISION_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 KERNELS = ("torch", "triton")
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+def choices(cls: type, name: str) -> tuple[str, ...] | None:
+    """The allowed values of a string field of a config class, or None if any value goes."""
+    return {f.name: f.metadata.get("choices") for f in fields(cls)}[name]
+
+
+def _check_choices(config: Any) -> None:
+    for f in fields(config):
+        allowed = f.metadata.get("choices")
+        if allowed is not None and getattr(config, f.name) not in allowed:
+            raise ValueError(f"{f.name}={getattr(config, f.name)!r} is not one of {', '.join(allowed)}")
 
 
 def _at_least(name: str, value: float, minimum: float) -> None:
@@ -77,24 +85,21 @@ class MemoryConfig:
             ReKV convention) or ``original`` (each token's stream position; spec A.4.8).
     """
 
-    policy: str = "livevlm"
+    policy: str = field(default="livevlm", metadata={"choices": POLICIES})
     budget_tokens: int = 12000
     short_term_frames: int = 2
     observation_tokens: int = 392
     top_score_share: float = 0.5
     bucket_capacity: int = 1
-    bucket_by: str = "candidate"
+    bucket_by: str = field(default="candidate", metadata={"choices": BUCKET_MODES})
     page_size: int = 16
     retrieval_ratio: float = 0.4
-    retrieval_keys: str = "position_agnostic"
+    retrieval_keys: str = field(default="position_agnostic", metadata={"choices": RETRIEVAL_KEYS})
     sink_tokens: int = 16
-    positions: str = "compacted"
+    positions: str = field(default="compacted", metadata={"choices": POSITION_MODES})
 
     def __post_init__(self) -> None:
-        _choice("policy", self.policy, POLICIES)
-        _choice("bucket_by", self.bucket_by, BUCKET_MODES)
-        _choice("retrieval_keys", self.retrieval_keys, RETRIEVAL_KEYS)
-        _choice("positions", self.positions, POSITION_MODES)
+        _check_choices(self)
         _at_least("budget_tokens", self.budget_tokens, 1)
         _at_least("short_term_frames", self.short_term_frames, 1)
         _at_least("observation_tokens", self.observation_tokens, 1)
@@ -130,17 +135,15 @@ class EngineConfig:
     max_new_tokens: int = 128
     system_prompt: str = "You are a helpful assistant."
     device: str = "cpu"
-    dtype: str = "auto"
-    vision_backend: str = "torch"
-    kernels: str = "torch"
+    dtype: str = field(default="auto", metadata={"choices": DTYPES})
+    vision_backend: str = field(default="torch", metadata={"choices": VISION_BACKENDS})
+    kernels: str = field(default="torch", metadata={"choices": KERNELS})
     engine_cache_dir: str = ""
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _at_least("frames_per_clip", self.frames_per_clip, 1)
         _at_least("max_new_tokens", self.max_new_tokens, 1)
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("vision_backend", self.vision_backend, VISION_BACKENDS)
-        _choice("kernels", self.kernels, KERNELS)
 
 
 def split_settings(settings: dict[str, Any]) -> tuple[MemoryConfig, EngineConfig]:
@@ -178,6 +181,35 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def add_arguments(parser: argparse.ArgumentParser, *classes: type, exclude: tuple[str, ...] = ()) -> None:
+    """Add one ``--field-name`` option per field of the config ``classes`` (for CLIs).
+
+    Types, defaults, choices and help come from the dataclasses, so every knob is defined
+    once. Options default to None (= the dataclass default); :func:`settings_from_args`
+    keeps only those given.
+    """
+    for cls in classes:
+        docs = field_docs(cls)
+        group = parser.add_argument_group(cls.__name__)
+        for f in fields(cls):
+            if f.name in exclude:
+                continue
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                type=type(f.default),
+                choices=f.metadata.get("choices"),
+                default=None,
+                help=f"{docs.get(f.name, '')} (default: {f.default!r})",
+            )
+
+
+def settings_from_args(args: argparse.Namespace, *classes: type) -> dict[str, Any]:
+    """The config fields of ``classes`` that were given on the command line."""
+    names = {f.name for cls in classes for f in fields(cls)}
+    return {name: value for name, value in vars(args).items() if name in names and value is not None}
+
+
 def cache_dir(*parts: str) -> Path:
     """A directory under the package cache, created if missing.
 
@@ -199,5 +231,8 @@ __all__ = [
     "EngineConfig",
     "split_settings",
     "field_docs",
+    "choices",
+    "add_arguments",
+    "settings_from_args",
     "cache_dir",
 ]

@@ -230,7 +230,7 @@ class StreamingVLM:
     @staticmethod
     def _frames_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         if isinstance(frames, np.ndarray):
-            frames = torch.from_numpy(np.ascontiguousarray(frames))
+            frames = torch.from_numpy(np.require(frames, requirements=("C", "W")))  # copies only if it must
         if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             got = f"{type(frames).__name__} {getattr(frames, 'dtype', '?')} {tuple(getattr(frames, 'shape', ()))}"
             raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] (numpy or torch), got {got}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +45,20 @@ class AttendFn(Protocol):
     """
 
     def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...
+
+
+@contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Hide transformers' progress bars (weight loading/saving) inside the block, then restore."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class ModelDirectoryError(ValueError):
@@ -129,9 +145,10 @@ class LlavaOnevision:
 
         root = check_model_dir(path)
         common = {"local_files_only": True, "trust_remote_code": False}
-        hf_model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-            root, dtype=dtype, use_safetensors=True, attn_implementation="sdpa", **common
-        ).to(device)
+        with quiet_hf_progress():
+            hf_model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+                root, dtype=dtype, use_safetensors=True, attn_implementation="sdpa", **common
+            ).to(device)
         tokenizer = AutoTokenizer.from_pretrained(root, **common)
         image_processor = AutoImageProcessor.from_pretrained(root, **common)
         return cls(hf_model, tokenizer, image_processor, path=root)

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .llava_onevision import quiet_hf_progress
+
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")
 """Qwen2 chat specials plus LLaVA's image/video placeholders, in id order after the bytes."""
 
@@ -147,7 +149,8 @@ def save_checkpoint(path: str | Path, model, tokenizer, image_size: int) -> Path
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        with quiet_hf_progress():
+            model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         LlavaOnevisionImageProcessorPil(
             size={"height": image_size, "width": image_size},
