@@ -29,15 +29,34 @@ class Rope:
             the YaRN mscale otherwise).
     """
 
+    TABLE_POSITIONS = 1 << 15
+    """Positions below this are looked up in a cached table (compacted positions always are)."""
+
     def __init__(self, inv_freq: torch.Tensor, attention_scaling: float = 1.0) -> None:
         self.inv_freq = inv_freq.float()
         self.attention_scaling = attention_scaling
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin [positions, d]
 
-    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin tables ``[T, d]`` (float32) for integer positions ``[T]``."""
+    def _compute(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.float()[:, None] * self.inv_freq.to(positions.device)[None, :]  # [T, d/2]
         angles = torch.cat((freqs, freqs), dim=-1)  # [T, d]
         return angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin tables ``[T, d]`` (float32) for integer positions ``[T]``.
+
+        Positions below :attr:`TABLE_POSITIONS` come from a table grown on demand (the
+        same float32 values, computed once); larger ones (original positions of a long
+        stream) are computed directly.
+        """
+        limit = int(positions.max()) + 1 if positions.numel() else 0
+        if limit > self.TABLE_POSITIONS:
+            return self._compute(positions)
+        table = self._table
+        if table is None or table[0].shape[0] < limit or table[0].device != positions.device:
+            size = min(max(1024, 1 << (limit - 1).bit_length()), self.TABLE_POSITIONS)
+            table = self._table = self._compute(torch.arange(size, device=positions.device))
+        return table[0][positions], table[1][positions]
 
     def apply(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Rotate ``x [..., T, d]`` to ``positions [T]``; returns the same shape and dtype."""

@@ -125,3 +125,13 @@ def test_page_spans_and_tokens() -> None:
     first, last = page_spans(stamps, 2)
     assert first.tolist() == [0.0, 0.2, 0.4] and last.tolist() == [0.1, 0.3, 0.4]
     assert page_tokens(torch.tensor([0, 2]), 2, 5).tolist() == [0, 1, 4]
+
+
+def test_rope_table_lookup_equals_direct_computation() -> None:
+    rope = make_rope(scaling=1.1)
+    small = torch.tensor([0, 5, 3000, 17])
+    large = torch.tensor([5, Rope.TABLE_POSITIONS + 10])
+    for positions in (small, large, torch.tensor([40])):
+        cos, sin = rope.cos_sin(positions)
+        ref_cos, ref_sin = rope._compute(positions)
+        assert torch.equal(cos, ref_cos) and torch.equal(sin, ref_sin)
