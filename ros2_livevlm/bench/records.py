@@ -6,8 +6,8 @@ One JSON object per (policy, stream length) line::
      "kv_bytes", "peak_bytes", "ttft_s": {"p50", "p95"}, "answer_s": {"p50"},
      "tpot_s": {"p50"}, "ingest_fps", "tokens_attended", "accuracy"}
 
-Benchmarks build records with :func:`make_record`, print them with
-:func:`markdown_table` and write them with :func:`write_jsonl`.
+Benchmarks build records with :func:`make_record` (or :func:`record` from measured values),
+print them with :func:`markdown_table` and write them with :func:`write_jsonl`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,77 @@ def quantiles(values: Sequence[float]) -> dict[str, float | None]:
     return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
 
 
+def engine_setup(engine: StreamingVLM) -> dict[str, Any]:
+    """The ``device``, ``dtype``, ``model``, ``policy`` and ``memory`` fields of a record for ``engine``."""
+    model, memory = engine.model, engine.memory_config
+    return {
+        "device": device_name(engine.engine_config.device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "model": {
+            "name": model.path.name if model.path else "unknown",
+            "layers": model.num_layers,
+            "hidden": model.hidden_size,
+            "heads": model.num_heads,
+            "kv_heads": model.num_kv_heads,
+            "tokens_per_frame": model.tokens_per_frame,
+        },
+        "policy": memory.policy,
+        "memory": {
+            "budget_tokens": engine.policy.budget_tokens,
+            "page_size": memory.page_size,
+            "retrieval_ratio": memory.retrieval_ratio,
+            "short_term_frames": memory.short_term_frames,
+            "frames_per_clip": engine.engine_config.frames_per_clip,
+        },
+    }
+
+
+def record(
+    setup: dict[str, Any],
+    *,
+    frames: int,
+    kv_tokens: int | None,
+    kv_bytes: int | None,
+    peak_bytes: int | None,
+    ttft_s: Sequence[float],
+    answer_s: Sequence[float],
+    tpot_s: Sequence[float],
+    ingest_fps: float | None,
+    tokens_attended: float | None,
+    accuracy: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result record (BENCHMARKS.md) from measured values, for engines in this process or not.
+
+    Args:
+        setup: ``device``, ``dtype``, ``model``, ``policy``, ``memory`` (:func:`engine_setup`
+            builds them for an engine; the live evaluation builds them for a node).
+        frames: frames seen by the stream.
+        kv_tokens / kv_bytes: memory occupancy (all segments; bytes of K and V, all layers).
+        peak_bytes: peak process memory (GPU allocator or RSS), bytes.
+        ttft_s / answer_s / tpot_s: samples in seconds (summarised as p50/p95).
+        ingest_fps: sustained frames per second through encode + prefill + memory update.
+        tokens_attended: context length the answers attended to.
+        accuracy: benchmark accuracy in [0, 1], or None when not meaningful.
+        **extra: further fields, appended as they are.
+    """
+    return {
+        "git_sha": git_sha(),
+        **setup,
+        "frames": frames,
+        "kv_tokens": kv_tokens,
+        "kv_bytes": kv_bytes,
+        "peak_bytes": peak_bytes,
+        "ttft_s": quantiles(ttft_s),
+        "answer_s": {"p50": quantiles(answer_s)["p50"]},
+        "tpot_s": {"p50": quantiles(tpot_s)["p50"]},
+        "ingest_fps": ingest_fps,
+        "tokens_attended": tokens_attended,
+        "accuracy": accuracy,
+        **extra,
+    }
+
+
 def make_record(
     engine: StreamingVLM,
     *,
@@ -76,51 +147,22 @@ def make_record(
     accuracy: float | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One result record for ``engine``'s policy after ``frames`` frames (BENCHMARKS.md).
-
-    Args:
-        engine: the engine measured (model shape, memory settings and occupancy are read from it).
-        frames: frames seen by the stream.
-        ttft_s / answer_s / tpot_s: samples in seconds (summarised as p50/p95).
-        ingest_fps: sustained frames per second through encode + prefill + memory update.
-        tokens_attended: context length the answers attended to.
-        peak_bytes: peak process memory (GPU allocator or sampled RSS), bytes.
-        accuracy: benchmark accuracy in [0, 1], or None when not meaningful.
-        **extra: further fields, appended as they are.
-    """
-    model, memory, stats = engine.model, engine.memory_config, engine.stats()
-    return {
-        "git_sha": git_sha(),
-        "device": device_name(engine.engine_config.device),
-        "dtype": str(model.dtype).removeprefix("torch."),
-        "model": {
-            "name": model.path.name if model.path else "unknown",
-            "layers": model.num_layers,
-            "hidden": model.hidden_size,
-            "heads": model.num_heads,
-            "kv_heads": model.num_kv_heads,
-            "tokens_per_frame": model.tokens_per_frame,
-        },
-        "policy": memory.policy,
-        "memory": {
-            "budget_tokens": stats.budget_tokens,
-            "page_size": memory.page_size,
-            "retrieval_ratio": memory.retrieval_ratio,
-            "short_term_frames": memory.short_term_frames,
-            "frames_per_clip": engine.engine_config.frames_per_clip,
-        },
-        "frames": frames,
-        "kv_tokens": stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term,
-        "kv_bytes": stats.kv_bytes,
-        "peak_bytes": peak_bytes,
-        "ttft_s": quantiles(ttft_s),
-        "answer_s": {"p50": quantiles(answer_s)["p50"]},
-        "tpot_s": {"p50": quantiles(tpot_s)["p50"]},
-        "ingest_fps": ingest_fps,
-        "tokens_attended": tokens_attended,
-        "accuracy": accuracy,
+    """One result record for ``engine``'s policy after ``frames`` frames, occupancy read now (:func:`record`)."""
+    stats = engine.stats()
+    return record(
+        engine_setup(engine),
+        frames=frames,
+        kv_tokens=stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term,
+        kv_bytes=stats.kv_bytes,
+        peak_bytes=peak_bytes,
+        ttft_s=ttft_s,
+        answer_s=answer_s,
+        tpot_s=tpot_s,
+        ingest_fps=ingest_fps,
+        tokens_attended=tokens_attended,
+        accuracy=accuracy,
         **extra,
-    }
+    )
 
 
 def _cell(value: Any, scale: float = 1.0, digits: int = 2) -> str:
