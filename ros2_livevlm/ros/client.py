@@ -1,0 +1,157 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
+"""A blocking Python client of a livevlm node (used by the demo and the tests).
+
+It owns an rclpy context, a node and an executor thread, so plain Python gets blocking
+calls with timeouts: ``query``, ``ask`` (feedback callback, cancel), ``reset``, lifecycle
+``change_state``/``get_state``, and the latest ``MemoryState`` per camera.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import GetState
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import QoSProfile
+from std_srvs.srv import Trigger
+
+from ..action import Ask
+from ..msg import Answer
+from ..msg import MemoryState
+from ..srv import Query
+from .status import to_time
+
+
+class LiveVLMClient:
+    """Client of the node ``target`` (fully qualified, e.g. ``/livevlm``).
+
+    Args:
+        target: the node's fully qualified name; its services are ``<target>/query`` etc.
+        domain_id: ROS domain id (default: ``ROS_DOMAIN_ID`` or 0).
+    """
+
+    def __init__(self, target: str = '/livevlm', domain_id: Optional[int] = None) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(f'livevlm_client_{os.getpid()}', context=self.context)
+        self.states: dict[str, MemoryState] = {}
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        node = self.node
+        self._query = node.create_client(Query, f'{target}/query')
+        self._reset = node.create_client(Trigger, f'{target}/reset')
+        self._change = node.create_client(ChangeState, f'{target}/change_state')
+        self._get = node.create_client(GetState, f'{target}/get_state')
+        self._ask = ActionClient(node, Ask, f'{target}/ask')
+        node.create_subscription(MemoryState, f'{target}/memory_state', self._on_state,
+                                 QoSProfile(depth=50))
+        node.create_subscription(Answer, f'{target}/answers', self._on_answer,
+                                 QoSProfile(depth=50))
+        self._executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self._executor.add_node(node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the executor and shut the context down."""
+        self._executor.shutdown()
+        self._thread.join(timeout=10.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def _on_state(self, msg: MemoryState) -> None:
+        with self._lock:
+            self.states[msg.camera] = msg
+
+    def _on_answer(self, msg: Answer) -> None:
+        with self._lock:
+            self.answers.append(msg)
+
+    def state(self, camera: str) -> Optional[MemoryState]:
+        """Latest MemoryState received for ``camera``, or None."""
+        with self._lock:
+            return self.states.get(camera)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """Poll ``predicate`` every 50 ms until truthy; return its value.
+
+        Raises:
+            TimeoutError: still falsy after ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'condition not met within {timeout} s')
+            time.sleep(0.05)
+
+    def _call(self, client: Any, request: Any, timeout: float) -> Any:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f'service {client.srv_name} not available within {timeout} s')
+        return self._wait(client.call_async(request), timeout)
+
+    @staticmethod
+    def _wait(future: Any, timeout: float) -> Any:
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f'no response within {timeout} s')
+        return future.result()
+
+    @staticmethod
+    def _fill(request: Any, question: str, camera: str, max_new_tokens: int,
+              time_window: Optional[tuple[float, float]]) -> Any:
+        request.question, request.camera, request.max_new_tokens = question, camera, max_new_tokens
+        if time_window is not None:
+            request.use_time_window = True
+            request.window_start, request.window_end = (to_time(t) for t in time_window)
+        return request
+
+    def query(self, question: str, camera: str = '', *, max_new_tokens: int = 0,
+              time_window: Optional[tuple[float, float]] = None,
+              timeout: float = 120.0) -> Answer:
+        """Call ``~/query``; returns the Answer message."""
+        request = self._fill(Query.Request(), question, camera, max_new_tokens, time_window)
+        return self._call(self._query, request, timeout).answer
+
+    def send_ask(self, question: str, camera: str = '', *, max_new_tokens: int = 0,
+                 on_feedback: Optional[Callable[[Any], None]] = None,
+                 timeout: float = 30.0) -> Any:
+        """Send an ``~/ask`` goal; returns its ClientGoalHandle (``accepted`` may be False)."""
+        if not self._ask.wait_for_server(timeout_sec=timeout):
+            raise TimeoutError(f'action server not available within {timeout} s')
+        goal = self._fill(Ask.Goal(), question, camera, max_new_tokens, None)
+        callback = (lambda msg: on_feedback(msg.feedback)) if on_feedback else None
+        return self._wait(self._ask.send_goal_async(goal, feedback_callback=callback), timeout)
+
+    def result(self, goal_handle: Any, timeout: float = 120.0) -> tuple[int, Answer]:
+        """Wait for an accepted goal; returns ``(GoalStatus code, Answer)``."""
+        response = self._wait(goal_handle.get_result_async(), timeout)
+        return response.status, response.result.answer
+
+    def cancel(self, goal_handle: Any, timeout: float = 30.0) -> Any:
+        """Request cancellation of a goal; returns the CancelGoal response."""
+        return self._wait(goal_handle.cancel_goal_async(), timeout)
+
+    def reset(self, timeout: float = 60.0) -> Trigger.Response:
+        """Call ``~/reset``."""
+        return self._call(self._reset, Trigger.Request(), timeout)
+
+    def change_state(self, transition_id: int, timeout: float = 120.0) -> bool:
+        """Trigger a lifecycle transition (``lifecycle_msgs/Transition`` id); True on success."""
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return self._call(self._change, request, timeout).success
+
+    def get_state(self, timeout: float = 30.0) -> str:
+        """The node's lifecycle state label (``unconfigured``, ``inactive``, ``active``...)."""
+        return self._call(self._get, GetState.Request(), timeout).current_state.label

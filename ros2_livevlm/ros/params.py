@@ -1,0 +1,198 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
+"""The node's parameters: each declared once, with a descriptor; read into typed settings.
+
+The node's own parameters are listed in :data:`NODE_PARAMETERS`; the memory and engine
+knobs are the fields of :class:`~ros2_livevlm.config.MemoryConfig` and
+:class:`~ros2_livevlm.config.EngineConfig`, declared by walking those dataclasses (their
+docstrings give the descriptions), so each knob is defined in one place. All are
+read-only: a change needs a restart of the node. Values are checked when the node is
+configured; a bad one fails the transition with a message that names the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import fields
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy
+from rclpy.qos import QoSProfile
+from rclpy.qos import ReliabilityPolicy
+
+from ..config import EngineConfig
+from ..config import field_docs
+from ..config import MemoryConfig
+from ..config import split_settings
+
+RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
+
+NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
+    'model_path': (
+        'tiny', 'checkpoint: "tiny" (a tiny random LLaVA-OneVision for tests and demos, built '
+        'into the cache on first use) or a local Hugging Face LLaVA-OneVision directory; '
+        'never downloaded'),
+    'cameras': (
+        ['image'], 'image topics, one memory each; a question names one of them (empty: '
+        'the first). Relative names resolve in the node namespace, so remapping works'),
+    'compressed': (
+        [False], 'per camera (one value for all cameras, or one per camera): subscribe '
+        'sensor_msgs/CompressedImage (JPEG/PNG) instead of sensor_msgs/Image'),
+    'qos_reliability': (
+        ['best_effort'], 'per camera: best_effort (sensor-data QoS; receives from reliable '
+        'and best-effort publishers) or reliable (receives only from reliable publishers)'),
+    'qos_depth': ([5], 'per camera: subscription history depth (keep last), messages'),
+    'sample_fps': (1.0, 'frames kept per second of camera time (header.stamp), Hz'),
+    'queue_size': (
+        8, 'sampled frames waiting per camera for the worker; when full the oldest is '
+        'dropped (newest wins) and counted in frames_dropped_queue'),
+    'clip_timeout': (
+        2.0, 'prefill a partial clip when no frame of that camera was sampled for this long '
+        '(node clock), s; 0: only full clips'),
+    'flush_on_question': (
+        True, 'before answering, prefill the partial clip (when no clip prefill is under '
+        'way) so the answer sees every sampled frame; false: only whole clips'),
+    'max_pending_questions': (
+        4, 'questions (service and action) queued or being answered at once; more are '
+        'refused with a reason'),
+    'state_period': (1.0, 'period of ~/memory_state and /diagnostics, s'),
+    'autostart': (
+        False, 'configure and activate right after start (for plain `ros2 run`; the launch '
+        'file sets it from its autostart argument)'),
+}
+"""Name -> (default, description) of the parameters that are not config fields."""
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """One camera: its name (as listed in ``cameras``), message type and QoS."""
+
+    name: str
+    compressed: bool
+    qos: QoSProfile
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Everything the node reads from its parameters, checked.
+
+    Attributes:
+        model_path: ``tiny`` or a checkpoint directory.
+        cameras: one entry per camera, in parameter order (the first is the default).
+        sample_fps: frames kept per second of camera time, Hz.
+        queue_size: frames waiting per camera.
+        clip_timeout: idle time after which a partial clip is prefilled, s (0: never).
+        flush_on_question: prefill the partial clip before answering.
+        max_pending_questions: questions queued or running at once.
+        state_period: publication period of memory state and diagnostics, s.
+        memory: memory knobs.
+        engine: engine knobs.
+    """
+
+    model_path: str
+    cameras: tuple[CameraSettings, ...]
+    sample_fps: float
+    queue_size: int
+    clip_timeout: float
+    flush_on_question: bool
+    max_pending_questions: int
+    state_period: float
+    memory: MemoryConfig
+    engine: EngineConfig
+
+
+def _config_parameters() -> dict[str, tuple[Any, str]]:
+    table: dict[str, tuple[Any, str]] = {}
+    for cls in (MemoryConfig, EngineConfig):
+        docs = field_docs(cls)
+        for field in fields(cls):
+            table[field.name] = (field.default, docs.get(field.name, ''))
+    return table
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every parameter of the node once, each with a read-only descriptor.
+
+    Types are checked when the settings are read (:func:`read_settings`), not here, so a
+    YAML ``1`` for a float or a wrong type fails configuration with a clear message
+    instead of an exception at construction.
+    """
+    for name, (default, description) in {**NODE_PARAMETERS, **_config_parameters()}.items():
+        node.declare_parameter(name, default, ParameterDescriptor(
+            description=description, read_only=True, dynamic_typing=True))
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of ``default`` (int -> float allowed)."""
+    kind = type(default)
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) and not hasattr(value, 'tolist'):
+            raise ValueError(f'parameter {name}: expected a list like {default!r}, got {value!r}')
+        items = value.tolist() if hasattr(value, 'tolist') else list(value)
+        return [_typed(f'{name}[{i}]', item, default[0]) for i, item in enumerate(items)]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise ValueError(f'parameter {name}: expected {kind.__name__} like {default!r}, '
+                         f'got {value!r} ({type(value).__name__})')
+    return value
+
+
+def _per_camera(name: str, values: list[Any], count: int) -> list[Any]:
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise ValueError(f'parameter {name}: give one value for all cameras or one per camera '
+                         f'({count}), got {len(values)}')
+    return values
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = '>= 0' if allow_zero else '> 0'
+        raise ValueError(f'parameter {name}: must be {bound}, got {value!r}')
+
+
+def read_settings(node: Node) -> NodeSettings:
+    """Read and check the declared parameters.
+
+    Raises:
+        ValueError: a wrong type or value; the message names the parameter and the fix.
+    """
+    table = {**NODE_PARAMETERS, **_config_parameters()}
+    values = {name: _typed(name, node.get_parameter(name).value, default)
+              for name, (default, _) in table.items()}
+    names = values['cameras']
+    if not names or len(set(names)) != len(names) or not all(n.strip() for n in names):
+        raise ValueError(f'parameter cameras: give unique, non-empty topic names, got {names!r}')
+    count = len(names)
+    reliabilities = _per_camera('qos_reliability', values['qos_reliability'], count)
+    depths = _per_camera('qos_depth', values['qos_depth'], count)
+    for reliability in reliabilities:
+        if reliability not in RELIABILITY:
+            raise ValueError(f'parameter qos_reliability: {reliability!r} is not one of '
+                             f'{", ".join(RELIABILITY)}')
+    for depth in depths:
+        _positive('qos_depth', depth)
+    cameras = tuple(
+        CameraSettings(name, compressed, QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[reliability]))
+        for name, compressed, reliability, depth in zip(
+            names, _per_camera('compressed', values['compressed'], count), reliabilities, depths))
+    for name in ('sample_fps', 'queue_size', 'max_pending_questions', 'state_period'):
+        _positive(name, values[name])
+    _positive('clip_timeout', values['clip_timeout'], allow_zero=True)
+    if not values['model_path'].strip():
+        raise ValueError('parameter model_path: give "tiny" or a checkpoint directory')
+    try:
+        memory, engine = split_settings({name: values[name] for name in _config_parameters()})
+    except ValueError as err:
+        raise ValueError(f'parameter {err}') from err
+    return NodeSettings(
+        model_path=values['model_path'], cameras=cameras, sample_fps=values['sample_fps'],
+        queue_size=values['queue_size'], clip_timeout=values['clip_timeout'],
+        flush_on_question=values['flush_on_question'],
+        max_pending_questions=values['max_pending_questions'],
+        state_period=values['state_period'], memory=memory, engine=engine)
