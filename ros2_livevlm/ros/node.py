@@ -29,6 +29,8 @@ from rclpy.action import ActionServer
 from rclpy.action import CancelResponse
 from rclpy.action import GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock
+from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode
@@ -146,7 +148,9 @@ class LiveVLMNode(LifecycleNode):
             ActionServer(self, _action.Ask, '~/ask', self._execute_ask,
                          goal_callback=self._on_goal, cancel_callback=self._on_cancel,
                          callback_group=self._serve_group),
-            self.create_timer(settings.state_period, self._publish_state),
+            # steady clock: state keeps flowing while sim time stands still (a paused bag)
+            self.create_timer(settings.state_period, self._publish_state,
+                              clock=Clock(clock_type=ClockType.STEADY_TIME)),
         ]
         self.get_logger().info('active: ~/query, ~/ask, ~/reset ready')
         return super().on_activate(state)
