@@ -20,14 +20,30 @@ VisionEncoder = Callable[[torch.Tensor], torch.Tensor]
 
 
 def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEncoder:
-    """The vision encoder named by ``config.vision_backend``.
+    """The vision encoder named by ``config.vision_backend``, validated now (configure time).
+
+    ``torch``: the model's own :meth:`~LlavaOnevision.encode_frames`. ``onnxruntime``: the
+    cached ONNX export, exported on first use with a log line (:mod:`.onnx`).
+    ``tensorrt``: the engine built by ``build_engines`` for this model, precision (the
+    model dtype), TensorRT version and GPU; never built here (:mod:`.tensorrt`).
 
     Raises:
-        RuntimeError: the backend's runtime is missing or its engine/model file is
-            missing or stale (the message says how to fix it).
+        ValueError: a setting the backend cannot serve (e.g. bfloat16 on onnxruntime, a
+            relative ``engine_cache_dir``), or a model not loaded from a directory.
+        RuntimeError: the backend's runtime is missing (``TensorRTUnavailable``) or its
+            engine is missing, stale or built for another TensorRT/GPU
+            (``EngineCacheError``); the message says how to fix it.
     """
     if config.vision_backend == "torch":
         return model.encode_frames
+    if config.vision_backend == "onnxruntime":
+        from .onnx import onnxruntime_encoder
+
+        return onnxruntime_encoder(model)
+    if config.vision_backend == "tensorrt":
+        from .tensorrt import tensorrt_encoder
+
+        return tensorrt_encoder(model, config.engine_cache_dir)
     raise RuntimeError(f"vision_backend={config.vision_backend!r} is not available in this build")
 
 
