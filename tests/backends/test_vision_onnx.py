@@ -44,7 +44,8 @@ def test_fp32_onnx_matches_torch_on_photos_at_any_batch(
         reference = vision_model.encode_frames(vision_pixels[:frames])
         assert tokens.shape == reference.shape == (frames, 16, vision_model.hidden_size)
         assert tokens.dtype == torch.float32
-        assert (tokens - reference).abs().max().item() <= 1e-4
+        error = (tokens - reference).abs().max().item()
+        assert error <= 1e-4 and error <= 1e-4 * reference.abs().max().item()  # tiny-model tokens are ~0.04
     mtime = path.stat().st_mtime_ns
     onnxruntime_encoder(vision_model)
     assert path.stat().st_mtime_ns == mtime  # the second use reads the cache
