@@ -353,7 +353,7 @@ class LiveVLMNode(LifecycleNode):
             self._outputs['state'].publish(state)
             states.append((state, self.count_publishers(topic),
                            self._qos_events.get(camera, 0),
-                           feed.counters.time_jumps))
+                           feed.time_jumps))
         self._outputs['diagnostics'].publish(
             diagnostics_message(self.get_fully_qualified_name(), states, now))
 

@@ -45,13 +45,12 @@ class Frame:
 
 @dataclass
 class FeedCounters:
-    """Per-camera counters since the last reset (MemoryState fields of the same names)."""
+    """Per-camera counters since the last reset or time jump (MemoryState fields)."""
 
     frames_received: int = 0
     frames_sampled: int = 0
     frames_dropped_invalid: int = 0
     frames_dropped_queue: int = 0
-    time_jumps: int = 0
 
 
 class CameraFeed:
@@ -69,6 +68,7 @@ class CameraFeed:
         self.name = name
         self.period = 1.0 / sample_fps
         self.counters = FeedCounters()
+        self.time_jumps = 0
         self.frame_id = ''
         self.newest_stamp: Optional[float] = None
         self.reset_pending = False
@@ -91,15 +91,16 @@ class CameraFeed:
             jump the queue has been cleared and the memory reset is pending.
         """
         with self._lock:
-            self.counters.frames_received += 1
             _append_window(self._arrivals, now)
             jump = self.newest_stamp is not None and stamp < self.newest_stamp - self.period
-            if jump:
+            if jump:  # a memory reset: counters restart with this message
                 self._queue.clear()
                 self._next_due = None
                 self.newest_stamp = None
                 self.reset_pending = True
-                self.counters.time_jumps += 1
+                self.counters = FeedCounters()
+                self.time_jumps += 1
+            self.counters.frames_received += 1
             return self._next_due is None or stamp >= self._next_due, jump
 
     def reject(self) -> None:

@@ -1,0 +1,84 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
+"""Camera messages of every supported encoding, built from RGB photos for the tests."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image as PILImage
+from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import Image
+
+from ros2_livevlm.ros.status import to_time
+
+RAW_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16',
+                 'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv')
+
+
+def gray(rgb: np.ndarray) -> np.ndarray:
+    """Luma of an RGB photo (Pillow's ITU-R 601-2 transform), uint8 [H, W]."""
+    return np.asarray(PILImage.fromarray(rgb).convert('L'))
+
+
+def yuv422(rgb: np.ndarray, order: str) -> np.ndarray:
+    """Encode RGB to packed 4:2:2 ``[H, W * 2]`` with the textbook BT.601 video-range matrix."""
+    r, g, b = (rgb[:, :, i].astype(np.float64) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    u = (u[:, 0::2] + u[:, 1::2]) / 2  # chroma shared by two pixels
+    v = (v[:, 0::2] + v[:, 1::2]) / 2
+    planes = {'Y0': y[:, 0::2], 'Y1': y[:, 1::2], 'U': u, 'V': v}
+    names = ('U', 'Y0', 'V', 'Y1') if order == 'uyvy' else ('Y0', 'U', 'Y1', 'V')
+    packed = np.stack([planes[n] for n in names], axis=2)  # (H, W/2, 4)
+    return np.clip(np.rint(packed), 0, 255).astype(np.uint8).reshape(rgb.shape[0], -1)
+
+
+def raw_image(pixels: np.ndarray, encoding: str, *, padding: int = 0, bigendian: bool = False,
+              width: int = 0, stamp: float = 0.0, frame_id: str = 'camera') -> Image:
+    """A sensor_msgs/Image of ``pixels`` ([H, W, C] or [H, W * bytes]) with row padding."""
+    height, width = pixels.shape[0], width or pixels.shape[1]
+    rows = pixels.reshape(height, -1).view(np.uint8)
+    step = rows.shape[1] + padding
+    padded = np.full((height, step), 0xAB, dtype=np.uint8)
+    padded[:, :rows.shape[1]] = rows
+    msg = Image(height=height, width=width, encoding=encoding, step=step,
+                is_bigendian=bigendian)
+    msg.header.stamp, msg.header.frame_id = to_time(stamp), frame_id
+    msg.data = padded.tobytes()
+    return msg
+
+
+def encoded_photo(rgb: np.ndarray, encoding: str, **kwargs) -> Image:
+    """``rgb`` as an Image of ``encoding`` (one of :data:`RAW_ENCODINGS`)."""
+    if encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
+        channels = rgb[:, :, ::-1] if encoding.startswith('bgr') else rgb
+        if encoding.endswith('a8'):
+            alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+            channels = np.concatenate([channels, alpha], axis=2)
+        return raw_image(np.ascontiguousarray(channels), encoding, **kwargs)
+    if encoding == 'mono8':
+        return raw_image(gray(rgb), encoding, **kwargs)
+    if encoding == 'mono16':
+        big = kwargs.get('bigendian', False)
+        return raw_image(gray(rgb).astype('>u2' if big else '<u2') * 257, encoding, **kwargs)
+    order = 'uyvy' if encoding in ('yuv422', 'uyvy') else 'yuyv'
+    return raw_image(yuv422(rgb, order), encoding, width=rgb.shape[1], **kwargs)
+
+
+def encoded_bytes(rgb: np.ndarray, fmt: str, **kwargs) -> bytes:
+    """``rgb`` encoded by Pillow as ``fmt`` (``JPEG``, ``PNG``, ``GIF``)."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def compressed_image(payload: bytes, fmt: str = 'jpeg', *, stamp: float = 0.0,
+                     frame_id: str = 'camera') -> CompressedImage:
+    """A sensor_msgs/CompressedImage carrying ``payload``."""
+    msg = CompressedImage(format=fmt)
+    msg.header.stamp, msg.header.frame_id = to_time(stamp), frame_id
+    msg.data = payload
+    return msg
