@@ -11,7 +11,10 @@ the keys to attend to, their RoPE positions and computes the attention.
 * :class:`AnswerContext` (spec A.4 step 6): per layer, PaR picks long-term pages with that
   layer's own question queries, the answer prompt attends to
   ``[init | retrieved pages | short-term | prompt]``, and the context is then extended
-  token by token for greedy decoding. The memory is read, never written.
+  token by token for greedy decoding. The memory is read, never written. With a kernel
+  set that has ``paged_attention`` (Triton), the attended memory tokens are not copied:
+  the kernel reads them in place through a page table (:class:`.attention.PagedKV`) and
+  rotates each key by its position; only the prompt and answer keys are stored.
 
 RoPE positions (spec A.4.8): ``compacted`` numbers whatever is attended contiguously from
 0 (the ReKV convention, bounded positions); ``original`` uses each token's stream
@@ -23,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..config import MemoryConfig
+from .attention import PagedKV
 from .kernels import TORCH_KERNELS, MemoryKernels
 from .par import page_keys, page_spans, page_tokens, select_pages
 from .policies import MemoryPolicy
@@ -133,8 +137,12 @@ class AnswerContext:
         self.max_new_tokens = max_new_tokens
         self.time_window = time_window
         num_layers = memory.k.shape[0]
-        self.keys: list[torch.Tensor | None] = [None] * num_layers  # [G, capacity, d], after RoPE
+        # Keys after RoPE and values per layer, [G, capacity, d]: [context | prompt | answer]
+        # when gathered; [prompt | answer] with kernels.paged_attention, whose context stays
+        # in the memory and is read through the page table in self.pages.
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.pages: list[PagedKV | None] = [None] * num_layers
         self.length = [0] * num_layers  # filled slots per layer
         self.next_position = [0] * num_layers  # RoPE position of the next token per layer
         self.retrieved_frames: list[torch.Tensor] = []  # frame index of each retrieved token, per layer
@@ -197,18 +205,31 @@ class AnswerContext:
         else:
             context_positions = torch.arange(num_ctx, device=q.device)
             prompt_positions = num_ctx + torch.arange(num_prompt, device=q.device)
-        capacity = num_ctx + num_prompt + self.max_new_tokens
+        self.next_position[layer] = int(prompt_positions[-1].item()) + 1
+        if self.kernels.paged_attention is None:  # gather the context once, rotated
+            stored = num_ctx
+        else:  # read the context in place through a page table
+            stored = 0
+            self.pages[layer] = self._page_table(layer, index, context_positions)
+        capacity = stored + num_prompt + self.max_new_tokens
         keys = torch.empty(k.shape[0], capacity, k.shape[2], dtype=k.dtype, device=k.device)
         values = torch.empty_like(keys)
-        keys[:, :num_ctx] = self.rope.apply(memory.k[layer][:, index], context_positions)
-        values[:, :num_ctx] = memory.v[layer][:, index]
-        keys[:, num_ctx : num_ctx + num_prompt] = self.rope.apply(k, prompt_positions)
-        values[:, num_ctx : num_ctx + num_prompt] = v
+        if stored:
+            keys[:, :num_ctx] = self.rope.apply(memory.k[layer][:, index], context_positions)
+            values[:, :num_ctx] = memory.v[layer][:, index]
+        keys[:, stored : stored + num_prompt] = self.rope.apply(k, prompt_positions)
+        values[:, stored : stored + num_prompt] = v
         self.keys[layer], self.values[layer] = keys, values
-        self.length[layer] = num_ctx + num_prompt
-        self.next_position[layer] = int(prompt_positions[-1].item()) + 1
-        filled = self.length[layer]
-        return self.kernels.attention(self.rope.apply(q, prompt_positions), keys[:, :filled], values[:, :filled])
+        self.length[layer] = stored + num_prompt
+        return self._attention(layer, self.rope.apply(q, prompt_positions))
+
+    def _page_table(self, layer: int, index: torch.Tensor, context_positions: torch.Tensor) -> PagedKV:
+        """The memory tokens ``index [N]`` of ``layer`` as pages read in place, each token
+        rotated by its ``context_positions`` entry inside the kernel."""
+        memory = self.memory
+        positions = torch.zeros(memory.num_tokens, dtype=torch.int64, device=index.device)  # [n]
+        positions[index] = context_positions
+        return PagedKV.from_index(memory.k[layer], memory.v[layer], positions, index, self.config.page_size)
 
     def _decode(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         keys, values = self.keys[layer], self.values[layer]
@@ -220,8 +241,16 @@ class AnswerContext:
         values[:, slot : slot + num_new] = v
         self.length[layer] = slot + num_new
         self.next_position[layer] += num_new
-        filled = slot + num_new
-        return self.kernels.attention(self.rope.apply(q, positions), keys[:, :filled], values[:, :filled])
+        return self._attention(layer, self.rope.apply(q, positions))
+
+    def _attention(self, layer: int, queries: torch.Tensor) -> torch.Tensor:
+        """Queries ``[H, T, d]`` after RoPE over the layer's context; the last T filled slots are their own."""
+        filled = self.length[layer]
+        keys, values = self.keys[layer][:, :filled], self.values[layer][:, :filled]
+        pages = self.pages[layer]
+        if pages is None:
+            return self.kernels.attention(queries, keys, values)
+        return self.kernels.paged_attention(queries, pages, keys, values, self.rope)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """First call per layer: the prompt (retrieval + prefill); later calls: decode steps."""
