@@ -50,9 +50,36 @@ def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEn
 def memory_kernels(config: EngineConfig) -> MemoryKernels:
     """The memory kernel set named by ``config.kernels``.
 
+    ``torch``: the reference set (:data:`~ros2_livevlm.memory.kernels.TORCH_KERNELS`), any
+    device. ``triton``: Triton kernels for the VSB scores, the PaR page scores
+    (:mod:`.triton_scores`) and the answer's decode attention over the selected pages read
+    in place through a page table (:mod:`.triton_attention`); clip-prefill attention stays
+    torch's SDPA. Triton needs a CUDA device, or ``TRITON_INTERPRET=1`` set before the
+    first use (Triton's CPU interpreter: slow, for tests).
+
     Raises:
-        RuntimeError: the kernels' runtime (e.g. Triton) is missing.
+        RuntimeError: Triton is not installed, or ``kernels=triton`` on a device Triton
+            cannot run on (the message says what to set instead).
     """
     if config.kernels == "torch":
         return TORCH_KERNELS
-    raise RuntimeError(f"kernels={config.kernels!r} is not available in this build")
+    try:
+        from . import triton_attention, triton_scores
+        from .triton_common import interpreted
+    except ImportError as error:
+        raise RuntimeError(
+            f"kernels=triton needs the triton package ({error}); install the pinned one from "
+            "scripts/requirements.txt or set kernels: torch"
+        ) from error
+    if torch.device(config.device).type != "cuda" and not interpreted():
+        raise RuntimeError(
+            f"kernels=triton runs on CUDA devices, not device={config.device!r}; set kernels: torch "
+            "(or TRITON_INTERPRET=1 before start, Triton's slow CPU interpreter, for tests)"
+        )
+    return MemoryKernels(
+        "triton",
+        TORCH_KERNELS.attention,
+        triton_scores.vsb_scores,
+        triton_scores.page_scores,
+        triton_attention.paged_attention,
+    )
