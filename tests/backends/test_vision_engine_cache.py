@@ -99,8 +99,11 @@ def test_missing_or_truncated_engine_says_how_to_build(
     with pytest.raises(EngineCacheError, match=f"no engine of this model in {empty}(.|\n)*build_engines --model-path"):
         find_engine(empty, key, vision_tiny_path)
     (root / f"{key.stem}.engine").write_bytes(PLACEHOLDER_ENGINE[:10])  # an interrupted copy
-    with pytest.raises(EngineCacheError, match=f"missing or truncated \\(10 of {len(PLACEHOLDER_ENGINE)} bytes\\)"):
+    (root / "vision-garbage.json").write_text("{not json")
+    with pytest.raises(EngineCacheError) as error:
         find_engine(root, key, vision_tiny_path)
+    assert f"missing or truncated (10 of {len(PLACEHOLDER_ENGINE)} bytes)" in str(error.value)
+    assert "vision-garbage.json: unreadable sidecar" in str(error.value)
 
 
 def test_engine_cache_dir_must_be_absolute(vision_cache: Path) -> None:

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from ros2_livevlm.backends import make_vision_encoder
-from ros2_livevlm.backends.onnx import OnnxVisionEncoder, export_vision_onnx, onnxruntime_encoder
+from ros2_livevlm.backends.onnx import (
+    OnnxVisionEncoder,
+    default_providers,
+    export_vision_onnx,
+    low_precision_nodes,
+    onnxruntime_encoder,
+)
 from ros2_livevlm.config import EngineConfig
 from ros2_livevlm.engine import StreamingVLM
 from ros2_livevlm.eval.scenes import SCENE_NAMES, scene_image
@@ -64,6 +70,30 @@ def test_fp16_export_keeps_norms_and_softmax_in_fp32(
     reference = vision_model.encode_frames(vision_pixels)
     assert tokens.dtype == torch.float16
     assert (tokens.float() - reference).abs().max().item() <= 2e-3 * reference.abs().max().item()
+
+
+def test_low_precision_check_finds_half_norms_and_softmax() -> None:
+    """The export's guard: a LayerNormalization or Softmax fed float16 is reported by name."""
+    helper = onnx.helper
+    half = onnx.TensorProto.FLOAT16
+    graph = helper.make_graph(
+        [
+            helper.make_node("LayerNormalization", ["x", "scale"], ["normed"], name="norm_half"),
+            helper.make_node("Cast", ["normed"], ["normed32"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Softmax", ["normed32"], ["probs"], name="softmax_float"),
+        ],
+        "islands",
+        [helper.make_tensor_value_info("x", half, [2, 4])],
+        [helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor("scale", half, [4], np.ones(4, np.float16).tobytes(), raw=True)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert low_precision_nodes(model) == ["LayerNormalization norm_half (FLOAT16)"]
+
+
+def test_cuda_device_without_cuda_provider_falls_back_to_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    assert default_providers(torch.device("cuda")) == ["CPUExecutionProvider"]  # plain onnxruntime: CPU only
+    assert "install onnxruntime-gpu" in caplog.text
 
 
 def test_bf16_export_is_valid_and_refused_by_onnxruntime(
