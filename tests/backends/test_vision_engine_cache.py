@@ -23,7 +23,7 @@ from ros2_livevlm.backends.cache import (
     model_fingerprint,
     store_engine,
 )
-from ros2_livevlm.backends.tensorrt import TensorRTUnavailable, import_tensorrt
+from ros2_livevlm.backends.tensorrt import TensorRTUnavailable, cuda_device, import_tensorrt
 from ros2_livevlm.engine import StreamingVLM
 from ros2_livevlm.models import make_tiny_checkpoint
 
@@ -118,6 +118,12 @@ def test_tensorrt_backend_without_tensorrt_fails_at_configure(vision_cache: Path
         import_tensorrt()
     with pytest.raises(TensorRTUnavailable, match="Or set vision_backend to torch or onnxruntime"):
         StreamingVLM.from_pretrained(vision_tiny_path, vision_backend="tensorrt")
+
+
+def test_no_gpu_is_a_clear_error() -> None:
+    """No CUDA GPU on these machines either: the device check names the cause and the alternatives."""
+    with pytest.raises(TensorRTUnavailable, match="torch sees none .*set vision_backend to torch or onnxruntime"):
+        cuda_device("cuda")
 
 
 def test_build_engines_cli(vision_cache: Path, vision_tiny_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
