@@ -6,7 +6,6 @@
 #   make demo     the node on the tiny model answers a question about published photos
 #   make test     the test suite (what .ci/run runs)
 #   make lint     only the ament linters
-#   make colcon   colcon build of this package with the wheels, into build/colcon
 #   make clean    remove build outputs; `make distclean` also removes .venv
 
 SHELL := /bin/bash
@@ -21,7 +20,7 @@ ROS_ENV := PATH="$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PA
 INTERFACES := $(wildcard msg/*.msg srv/*.srv action/*.action)
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test lint colcon clean distclean
+.PHONY: all setup demo test lint clean distclean
 all: setup
 
 setup: env.sh $(VENV)/.interfaces.stamp
@@ -59,11 +58,6 @@ test: setup
 
 lint: setup
 	. ./env.sh && python -m pytest tests/test_lint.py
-
-colcon: setup
-	$(ROS_ENV) colcon --log-base build/colcon/log build --base-paths . \
-		--build-base build/colcon/build --install-base build/colcon/install \
-		--cmake-args -DPython3_EXECUTABLE=$(VPY) -DBUILD_TESTING=OFF
 
 clean:
 	rm -rf build install log env.sh $(VENV)/.interfaces.stamp

@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The ROS 2 side of ros2_livevlm: the only package that imports rclpy.
+"""
+The ROS 2 side of ros2_livevlm: the only package that imports rclpy.
 
 ``node`` (the lifecycle node and ``main``), ``params`` (parameter declarations and the
 settings read from them), ``worker`` (the thread that owns the engine), ``image`` (camera

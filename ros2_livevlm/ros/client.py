@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""A blocking Python client of a livevlm node (used by the demo and the tests).
+"""
+A blocking Python client of a livevlm node (used by the demo and the tests).
 
 It owns an rclpy context, a node and an executor thread, so plain Python gets blocking
 calls with timeouts: ``query``, ``ask`` (feedback callback, cancel), ``reset``, lifecycle
@@ -22,15 +23,16 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile
 from std_srvs.srv import Trigger
 
+from .status import to_time
 from ..action import Ask
 from ..msg import Answer
 from ..msg import MemoryState
 from ..srv import Query
-from .status import to_time
 
 
 class LiveVLMClient:
-    """Client of the node ``target`` (fully qualified, e.g. ``/livevlm``).
+    """
+    Client of the node ``target`` (fully qualified, e.g. ``/livevlm``).
 
     Args:
         target: the node's fully qualified name; its services are ``<target>/query`` etc.
@@ -80,7 +82,8 @@ class LiveVLMClient:
             return self.states.get(camera)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """Poll ``predicate`` every 50 ms until truthy; return its value.
+        """
+        Poll ``predicate`` every 50 ms until truthy; return its value.
 
         Raises:
             TimeoutError: still falsy after ``timeout`` s.
@@ -94,10 +97,24 @@ class LiveVLMClient:
                 raise TimeoutError(f'condition not met within {timeout} s')
             time.sleep(0.05)
 
-    def _call(self, client: Any, request: Any, timeout: float) -> Any:
+    def _call(self, client: Any, request: Any, timeout: float, *, retry: bool = False) -> Any:
+        """
+        Call a service; ``retry`` re-sends an idempotent request every 2 s.
+
+        Right after discovery a response can be lost (the server may not yet know this
+        client's response reader although the request went through); retrying covers it.
+        """
+        deadline = time.monotonic() + timeout
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f'service {client.srv_name} not available within {timeout} s')
-        return self._wait(client.call_async(request), timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return self._wait(client.call_async(request),
+                                  min(remaining, 2.0) if retry else remaining)
+            except TimeoutError:
+                if not retry or time.monotonic() >= deadline:
+                    raise
 
     @staticmethod
     def _wait(future: Any, timeout: float) -> Any:
@@ -153,5 +170,6 @@ class LiveVLMClient:
         return self._call(self._change, request, timeout).success
 
     def get_state(self, timeout: float = 30.0) -> str:
-        """The node's lifecycle state label (``unconfigured``, ``inactive``, ``active``...)."""
-        return self._call(self._get, GetState.Request(), timeout).current_state.label
+        """Return the lifecycle state label (``unconfigured``, ``inactive``, ``active``...)."""
+        return self._call(self._get, GetState.Request(), timeout,
+                          retry=True).current_state.label

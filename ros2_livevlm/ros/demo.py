@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The fresh-machine demo: the node on the tiny model answers a question about photos.
+"""
+The fresh-machine demo: the node on the tiny model answers a question about photos.
 
 Starts ``livevlm`` in its own process (autostart), publishes real photos (scikit-image's
 ``skimage.data``) as ``sensor_msgs/Image`` on ``/image`` with sensor-data QoS, waits until
@@ -35,14 +36,14 @@ NODE_PARAMETERS = ('autostart:=true', 'model_path:=tiny', 'frames_per_clip:=4',
 
 
 def photo(name: str, width: int = 320) -> np.ndarray:
-    """A ``skimage.data`` photo resized to ``width`` pixels: RGB uint8 ``[H, W, 3]``."""
+    """Return a ``skimage.data`` photo resized to ``width`` pixels: RGB uint8 ``[H, W, 3]``."""
     image = PILImage.fromarray(getattr(photos, name)()[:, :, :3])
     height = round(image.height * width / image.width)
     return np.asarray(image.resize((width, height), PILImage.BILINEAR))
 
 
 def photo_message(name: str, stamp: float) -> Image:
-    """A 320-pixel-wide photo as an rgb8 Image stamped ``stamp`` (s), frame ``demo_camera``."""
+    """Return a 320 pixel wide photo as an rgb8 Image stamped ``stamp`` (s)."""
     rgb = photo(name)
     msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding='rgb8',
                 step=rgb.shape[1] * 3)

@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Camera messages to RGB frames: the one image conversion of ros2_livevlm.
+"""
+Camera messages to RGB frames: the one image conversion of ros2_livevlm.
 
 Duck-typed on the fields of ``sensor_msgs/Image`` (``height``, ``width``, ``encoding``,
 ``is_bigendian``, ``step``, ``data``) and ``sensor_msgs/CompressedImage`` (``format``,
@@ -47,7 +48,8 @@ class ImageConversionError(ValueError):
 
 
 def to_rgb(msg: Any) -> np.ndarray:
-    """Convert an Image or CompressedImage message to an RGB frame.
+    """
+    Convert an Image or CompressedImage message to an RGB frame.
 
     Args:
         msg: anything with the fields of ``sensor_msgs/Image`` or of

@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The livevlm lifecycle node: camera topics in, questions answered from visual memory.
+"""
+The livevlm lifecycle node: camera topics in, questions answered from visual memory.
 
 Configure loads the model (one memory per camera, one shared model); activate creates the
 subscriptions, ``~/query``, ``~/ask``, ``~/reset`` and the state timer and starts the
@@ -98,9 +99,9 @@ class LiveVLMNode(LifecycleNode):
         log = self.get_logger()
         missing = missing_requirements()
         if missing:
-            log.error(f'missing Python packages: {", ".join(missing)}. Install the pinned set with '
-                      '`python3 -m pip install -r share/ros2_livevlm/requirements.txt` (from '
-                      'the install prefix; scripts/requirements.txt in the source tree)')
+            log.error(f'missing Python packages: {", ".join(missing)}. Install the pinned set: '
+                      '`python3 -m pip install -r <prefix>/share/ros2_livevlm/requirements.txt`'
+                      ' (scripts/requirements.txt in the source tree)')
             return TransitionCallbackReturn.FAILURE
         try:
             settings = read_settings(self)
@@ -140,14 +141,14 @@ class LiveVLMNode(LifecycleNode):
                               flush_on_question=settings.flush_on_question,
                               max_pending=settings.max_pending_questions)
         self._worker.start()
-        self._camera_subs = {camera.name: self._subscribe(camera)
-                               for camera in settings.cameras}
+        self._camera_subs = {camera.name: self._subscribe(camera) for camera in settings.cameras}
+        group = self._serve_group
         self._serving = [
-            self.create_service(_srv.Query, '~/query', self._on_query, callback_group=self._serve_group),
-            self.create_service(Trigger, '~/reset', self._on_reset, callback_group=self._serve_group),
+            self.create_service(_srv.Query, '~/query', self._on_query, callback_group=group),
+            self.create_service(Trigger, '~/reset', self._on_reset, callback_group=group),
             ActionServer(self, _action.Ask, '~/ask', self._execute_ask,
                          goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-                         callback_group=self._serve_group),
+                         callback_group=group),
             # steady clock: state keeps flowing while sim time stands still (a paused bag)
             self.create_timer(settings.state_period, self._publish_state,
                               clock=Clock(clock_type=ClockType.STEADY_TIME)),
@@ -364,7 +365,8 @@ class LiveVLMNode(LifecycleNode):
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    """Run the node until SIGINT or SIGTERM, then stop cleanly (exit code 0).
+    """
+    Run the node until SIGINT or SIGTERM, then stop cleanly (exit code 0).
 
     On a signal the worker stops and pending questions are answered with an error before
     the executor and the context shut down. rclpy's own signal handlers are not installed,

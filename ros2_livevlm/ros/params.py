@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The node's parameters: each declared once, with a descriptor; read into typed settings.
+"""
+The node's parameters: each declared once, with a descriptor; read into typed settings.
 
 The node's own parameters are listed in :data:`NODE_PARAMETERS`; the memory and engine
 knobs are the fields of :class:`~ros2_livevlm.config.MemoryConfig` and
@@ -27,7 +28,8 @@ from ..config import field_docs
 from ..config import MemoryConfig
 from ..config import split_settings
 
-RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
+RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
+               'reliable': ReliabilityPolicy.RELIABLE}
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     'model_path': (
@@ -76,7 +78,8 @@ class CameraSettings:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """Everything the node reads from its parameters, checked.
+    """
+    Everything the node reads from its parameters, checked.
 
     Attributes:
         model_path: ``tiny`` or a checkpoint directory.
@@ -113,7 +116,8 @@ def _config_parameters() -> dict[str, tuple[Any, str]]:
 
 
 def declare_parameters(node: Node) -> None:
-    """Declare every parameter of the node once, each with a read-only descriptor.
+    """
+    Declare every parameter of the node once, each with a read-only descriptor.
 
     Types are checked when the settings are read (:func:`read_settings`), not here, so a
     YAML ``1`` for a float or a wrong type fails configuration with a clear message
@@ -156,7 +160,8 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 
 
 def read_settings(node: Node) -> NodeSettings:
-    """Read and check the declared parameters.
+    """
+    Read and check the declared parameters.
 
     Raises:
         ValueError: a wrong type or value; the message names the parameter and the fix.

@@ -13,23 +13,24 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_msgs.msg import KeyValue
 from rclpy.time import Time as RclpyTime
 
-from ..msg import Answer
-from ..msg import MemoryState
 from .worker import CameraFeed
 from .worker import Question
+from ..msg import Answer
+from ..msg import MemoryState
 
 if TYPE_CHECKING:
     from ..engine import MemoryStats
 
 
 def to_time(seconds: float) -> Time:
-    """Seconds (float, >= 0) to ``builtin_interfaces/Time``."""
+    """Convert seconds (float, >= 0) to ``builtin_interfaces/Time``."""
     nanoseconds = max(int(round(seconds * 1e9)), 0)
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
 def answer_message(question: Question, stats: Optional[MemoryStats], frame_id: str) -> Answer:
-    """The Answer message of a finished question (``success`` false with ``error`` if failed).
+    """
+    Build the Answer message of a finished question (``success`` false with ``error`` if failed).
 
     Header: stamp = camera time of the newest frame in that memory, frame_id = the camera's.
     """
@@ -53,7 +54,7 @@ def answer_message(question: Question, stats: Optional[MemoryStats], frame_id: s
 
 def memory_state_message(camera: str, topic: str, policy: str, feed: CameraFeed,
                          stats: MemoryStats, now: RclpyTime) -> MemoryState:
-    """MemoryState of one camera at node time ``now``."""
+    """Build the MemoryState of one camera at node time ``now``."""
     now_s = now.nanoseconds * 1e-9
     counters = feed.counters
     input_rate, ingest_rate = feed.rates(now_s)
@@ -77,7 +78,8 @@ def memory_state_message(camera: str, topic: str, policy: str, feed: CameraFeed,
 
 def diagnostics_message(node_name: str, states: list[tuple[MemoryState, int, int, int]],
                         now: RclpyTime) -> DiagnosticArray:
-    """One DiagnosticStatus per camera from ``(state, publishers, qos_incompatible, jumps)``.
+    """
+    Build one DiagnosticStatus per camera from ``(state, publishers, qos_incompatible, jumps)``.
 
     WARN when the camera topic has no publisher or one with incompatible QoS.
     """

@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Camera feeds (sampler, bounded queue, counters) and the one thread that owns the engines.
+"""
+Camera feeds (sampler, bounded queue, counters) and the one thread that owns the engines.
 
 Callbacks convert and enqueue; the worker ingests frames and answers questions. Questions
 take priority: between the layer steps of a clip prefill (``StreamingVLM.ingest_iter``)
@@ -54,7 +55,8 @@ class FeedCounters:
 
 
 class CameraFeed:
-    """One camera's sampler (by header.stamp), bounded queue (newest wins) and counters.
+    """
+    One camera's sampler (by header.stamp), bounded queue (newest wins) and counters.
 
     Thread-safe: the subscription callback samples and pushes, the worker pops.
 
@@ -80,7 +82,8 @@ class CameraFeed:
         self._ingests: deque[float] = deque()
 
     def receive(self, stamp: float, now: float) -> tuple[bool, bool]:
-        """Count a message and decide whether its frame is due.
+        """
+        Count a message and decide whether its frame is due.
 
         Args:
             stamp: header.stamp, s.
@@ -169,7 +172,8 @@ def _rate(window: deque[float], now: float) -> float:
 
 @dataclass
 class Question:
-    """A question for one camera's memory, answered by the worker.
+    """
+    A question for one camera's memory, answered by the worker.
 
     ``on_token(token_id, text_delta)`` is called from the worker thread per token and may
     return False to stop (cancel). The asker waits on ``done``; then exactly one of
@@ -193,7 +197,8 @@ class Question:
 
 
 class Worker:
-    """The thread that owns the engines: ingests queued frames, answers questions first.
+    """
+    The thread that owns the engines: ingests queued frames, answers questions first.
 
     Args:
         engines: camera name -> engine (one memory each, sharing one model).
@@ -233,7 +238,8 @@ class Worker:
         self._thread.start()
 
     def stop(self, reason: str) -> None:
-        """Stop and join the thread; queued questions fail with ``reason``.
+        """
+        Stop and join the thread; queued questions fail with ``reason``.
 
         A clip prefill under way is completed first (its memory stays consistent); a
         question being answered is cancelled at its next token.

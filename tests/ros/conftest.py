@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Fixtures for the node tests: real rclpy over DDS, the node in its own process.
+"""
+Fixtures for the node tests: real rclpy over DDS, the node in its own process.
 
 This test process and the nodes it starts share one ROS_DOMAIN_ID picked from the process
 id, so parallel test runs do not see each other; discovery stays on this machine.
@@ -18,12 +19,12 @@ from typing import Iterator
 import numpy as np
 from PIL import Image as PILImage
 import pytest
+from ros2_livevlm.ros.client import LiveVLMClient
 from skimage import data as photos
 
-os.environ['ROS_DOMAIN_ID'] = str(101 + os.getpid() % 100)
+# Read by rclpy.init (not at import): this process and the nodes it starts share it.
+os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-
-from ros2_livevlm.ros.client import LiveVLMClient  # noqa: E402 (after the domain is set)
 
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'cat')
 
@@ -63,7 +64,7 @@ class NodeProcess:
 
 @pytest.fixture(scope='module')
 def start_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """Start node processes (``start_node(**parameters)``); any still running are killed."""
+    """Yield a function that starts node processes; any still running are killed after."""
     started: list[NodeProcess] = []
 
     def start(**parameters: str) -> NodeProcess:
@@ -80,8 +81,7 @@ def start_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
 @pytest.fixture(scope='module')
 def client() -> Iterator[LiveVLMClient]:
-    """A client of ``/livevlm`` in this process, on the test domain."""
+    """Yield a client of ``/livevlm`` in this process, on the test domain."""
     livevlm = LiveVLMClient('/livevlm')
     yield livevlm
     livevlm.close()
-

@@ -8,10 +8,9 @@ import io
 
 import numpy as np
 from PIL import Image as PILImage
+from ros2_livevlm.ros.status import to_time
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
-
-from ros2_livevlm.ros.status import to_time
 
 RAW_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16',
                  'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv')
@@ -38,7 +37,7 @@ def yuv422(rgb: np.ndarray, order: str) -> np.ndarray:
 
 def raw_image(pixels: np.ndarray, encoding: str, *, padding: int = 0, bigendian: bool = False,
               width: int = 0, stamp: float = 0.0, frame_id: str = 'camera') -> Image:
-    """A sensor_msgs/Image of ``pixels`` ([H, W, C] or [H, W * bytes]) with row padding."""
+    """Build a sensor_msgs/Image of ``pixels`` ([H, W, C] or [H, W * bytes]) with row padding."""
     height, width = pixels.shape[0], width or pixels.shape[1]
     rows = pixels.reshape(height, -1).view(np.uint8)
     step = rows.shape[1] + padding
@@ -77,7 +76,7 @@ def encoded_bytes(rgb: np.ndarray, fmt: str, **kwargs) -> bytes:
 
 def compressed_image(payload: bytes, fmt: str = 'jpeg', *, stamp: float = 0.0,
                      frame_id: str = 'camera') -> CompressedImage:
-    """A sensor_msgs/CompressedImage carrying ``payload``."""
+    """Build a sensor_msgs/CompressedImage carrying ``payload``."""
     msg = CompressedImage(format=fmt)
     msg.header.stamp, msg.header.frame_id = to_time(stamp), frame_id
     msg.data = payload

@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The image conversion, one test per encoding, on real photos (scikit-image's data).
+"""
+The image conversion, one test per encoding, on real photos (scikit-image's data).
 
 Messages are real ``sensor_msgs`` types, both rclpy's and rosbags' (the conversion is
 duck-typed on fields); nothing here needs DDS.
@@ -8,6 +9,8 @@ duck-typed on fields); nothing here needs DDS.
 
 import numpy as np
 import pytest
+from ros2_livevlm.ros.image import ImageConversionError
+from ros2_livevlm.ros.image import to_rgb
 from ros_messages import compressed_image
 from ros_messages import encoded_bytes
 from ros_messages import encoded_photo
@@ -16,9 +19,6 @@ from ros_messages import raw_image
 from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 from skimage import data as photos
-
-from ros2_livevlm.ros.image import ImageConversionError
-from ros2_livevlm.ros.image import to_rgb
 
 ROSBAGS = get_typestore(Stores.ROS2_HUMBLE)
 

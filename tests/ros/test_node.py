@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The node end to end: its own process, real photos over DDS, the tiny model.
+"""
+The node end to end: its own process, real photos over DDS, the tiny model.
 
 One node serves the whole module, with four cameras: ``image`` (raw Image, every
 encoding), ``image/compressed`` (CompressedImage), ``cam_b`` (a second memory, fed by a
@@ -38,7 +39,7 @@ PARAMETERS = {
 
 @pytest.fixture(scope='module')
 def node(start_node, client):
-    """The node process; at the end SIGINT must stop it with exit code 0, no traceback."""
+    """Start the node process; at the end SIGINT must stop it with exit code 0, no traceback."""
     process = start_node(**PARAMETERS)
     client.wait_for(lambda: all(client.state(c) for c in CAMERAS), timeout=180.0)
     yield process
@@ -48,7 +49,7 @@ def node(start_node, client):
 
 @pytest.fixture(scope='module')
 def publishers(node, client):
-    """Best-effort publishers (sensor data) for three cameras, a reliable one for cam_b."""
+    """Create best-effort (sensor data) publishers, and a reliable one for cam_b."""
     make = client.node.create_publisher
     pubs = {
         'image': make(Image, '/image', qos_profile_sensor_data),

@@ -1,0 +1,81 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
+"""Parameters: declared once from the config dataclasses, YAML in step, bad values named."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+from ros2_livevlm.config import EngineConfig
+from ros2_livevlm.config import MemoryConfig
+from ros2_livevlm.ros.node import LiveVLMNode
+from ros2_livevlm.ros.params import NODE_PARAMETERS
+from ros2_livevlm.ros.params import read_settings
+import yaml
+
+YAML = Path(__file__).resolve().parents[2] / 'config' / 'livevlm.yaml'
+
+
+@pytest.fixture
+def make_node():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = []
+
+    def make(**overrides) -> LiveVLMNode:
+        node = LiveVLMNode(context=context, parameter_overrides=[
+            Parameter(name, value=value) for name, value in overrides.items()])
+        nodes.append(node)
+        return node
+    yield make
+    for node in nodes:
+        node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+NAMES = [f.name for c in (MemoryConfig, EngineConfig) for f in fields(c)] + list(NODE_PARAMETERS)
+
+
+def test_every_config_field_is_declared_with_a_description(make_node):
+    node = make_node()
+    for name in NAMES:
+        descriptor = node.describe_parameter(name)
+        assert descriptor.description and descriptor.read_only, name
+    settings = read_settings(node)
+    assert settings.memory == MemoryConfig() and settings.engine == EngineConfig()
+    assert [c.name for c in settings.cameras] == ['image'] and not settings.cameras[0].compressed
+
+
+def test_yaml_lists_exactly_the_declared_parameters(make_node):
+    values = yaml.safe_load(YAML.read_text())['/**']['ros__parameters']
+    node = make_node(**values)
+    assert sorted(values) == sorted(NAMES)
+    assert all(node.has_parameter(name) for name in values)
+    assert read_settings(node).memory == MemoryConfig()
+
+
+@pytest.mark.parametrize('overrides, named', [
+    ({'sample_fps': -1.0}, 'sample_fps'),
+    ({'sample_fps': 'fast'}, 'sample_fps'),
+    ({'budget_tokens': 0}, 'budget_tokens'),
+    ({'policy': 'lru'}, 'policy'),
+    ({'cameras': ['a', 'b'], 'compressed': [True, False, True]}, 'compressed'),
+    ({'qos_reliability': ['sometimes']}, 'qos_reliability'),
+    ({'cameras': ['a', 'a']}, 'cameras'),
+])
+def test_bad_values_fail_configure_naming_the_parameter(make_node, overrides, named):
+    node = make_node(**overrides)
+    with pytest.raises(ValueError, match=named):
+        read_settings(node)
+    assert node.trigger_configure() != rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
+
+
+def test_integer_for_a_float_is_accepted(make_node):
+    node = make_node(sample_fps=2, cameras=['front', 'rear'], compressed=[True, False])
+    settings = read_settings(node)
+    assert settings.sample_fps == 2.0
+    assert [(c.name, c.compressed) for c in settings.cameras] == [('front', True), ('rear', False)]
