@@ -34,7 +34,7 @@ import triton.language as tl
 
 from ..memory.attention import PagedKV
 from ..memory.rope import Rope
-from .triton_common import check_tensor, dot_dtype, interpreted
+from .triton_common import check_tensor, interpreted
 
 MIN_LOGIT = tl.constexpr(-1.0e30)
 """Finite start of running maxima: an empty split contributes ``exp(-1e30 - max) = 0``."""
@@ -51,7 +51,7 @@ def _split_kernel(
     scale_log2, rope_scale,
     stride_qh, stride_qt, stride_kg, stride_kn, stride_vg, stride_vn,
     GROUP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr, PAGED: tl.constexpr,
-    PAGE_SIZE: tl.constexpr, DOT_DTYPE: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
+    PAGE_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
     BLOCK_HALF: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Partial attention of one KV head's GROUP query heads for BLOCK_T query tokens (rows
@@ -72,8 +72,8 @@ def _split_kernel(
     dim_ok = dims < HEAD_DIM
     q_rows = q_ptr + heads[:, None] * stride_qh + t[:, None] * stride_qt
     q_mask = row_ok[:, None] & half_ok[None, :]
-    q1 = tl.load(q_rows + half[None, :], mask=q_mask, other=0.0).to(DOT_DTYPE)  # [BLOCK_M, BLOCK_HALF]
-    q2 = tl.load(q_rows + HALF + half[None, :], mask=q_mask, other=0.0).to(DOT_DTYPE)
+    q1 = tl.load(q_rows + half[None, :], mask=q_mask, other=0.0)  # [BLOCK_M, BLOCK_HALF]
+    q2 = tl.load(q_rows + HALF + half[None, :], mask=q_mask, other=0.0)
     if PAGED:
         inv_freq = tl.load(inv_freq_ptr + half, mask=half_ok, other=0.0)
     k_head = k_ptr + kv_head * stride_kg
@@ -104,8 +104,8 @@ def _split_kernel(
             cos = tl.cos(angle) * rope_scale
             sin = tl.sin(angle) * rope_scale
             k1, k2 = k1 * cos - k2 * sin, k2 * cos + k1 * sin
-        logits = tl.dot(q1, tl.trans(k1.to(DOT_DTYPE)), input_precision="ieee")
-        logits += tl.dot(q2, tl.trans(k2.to(DOT_DTYPE)), input_precision="ieee")  # [BLOCK_M, BLOCK_N]
+        logits = tl.dot(q1, tl.trans(k1.to(q1.dtype)), input_precision="ieee")  # keys rounded to the model dtype
+        logits += tl.dot(q2, tl.trans(k2.to(q1.dtype)), input_precision="ieee")  # [BLOCK_M, BLOCK_N]
         visible = ok[None, :] & (slots[None, :] < limit[:, None])
         logits = tl.where(visible, logits * scale_log2, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(logits, axis=1))
@@ -113,7 +113,7 @@ def _split_kernel(
         alpha = tl.exp2(run_max - new_max)
         run_sum = run_sum * alpha + tl.sum(p, axis=1)
         v = tl.load(v_head + src[:, None] * stride_vn + dims[None, :], mask=ok[:, None] & dim_ok[None, :], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(DOT_DTYPE), v.to(DOT_DTYPE), input_precision="ieee")
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
         run_max = new_max
     out_row = (heads * num_queries + t) * num_splits + split_offset + split  # [BLOCK_M]
     tl.store(max_ptr + out_row, run_max, mask=row_ok)
@@ -144,7 +144,8 @@ def _merge_kernel(
         other=0.0,
     )  # [BLOCK_ROWS, BLOCK_SPLITS, BLOCK_D]
     out = tl.sum(part * weight[:, :, None], axis=1) / tl.where(row_ok, total, 1.0)[:, None]
-    tl.store(o_ptr + rows[:, None] * HEAD_DIM + dims[None, :], out.to(o_ptr.dtype.element_ty), mask=row_ok[:, None] & dim_ok[None, :])
+    out_mask = row_ok[:, None] & dim_ok[None, :]
+    tl.store(o_ptr + rows[:, None] * HEAD_DIM + dims[None, :], out.to(o_ptr.dtype.element_ty), mask=out_mask)
 
 
 def _split(num_slots: int, block: int, programs: int, interpreted: bool) -> tuple[int, int]:
@@ -181,7 +182,9 @@ def _check_inputs(q: torch.Tensor, context: PagedKV, k_tail: torch.Tensor, v_tai
             f"k_tail {tuple(k_tail.shape)} v_tail {tuple(v_tail.shape)} [G, T_tail, d]; need H % G == 0 and even d"
         )
     if not 1 <= num_queries <= k_tail.shape[1]:
-        raise ValueError(f"need 1 <= T <= T_tail (the queries' own tokens end the tail), got T={num_queries}, T_tail={k_tail.shape[1]}")
+        raise ValueError(
+            f"need 1 <= T <= T_tail (the queries' own tokens end the tail), got T={num_queries}, T_tail={k_tail.shape[1]}"
+        )
     if context.positions.shape[0] != context.k.shape[1] or context.starts.shape != context.lengths.shape:
         raise ValueError("context.positions must have one entry per buffer token, starts and lengths one per page")
 
@@ -242,7 +245,6 @@ def paged_attention(
         "GROUP": group,
         "BLOCK_T": block_t,
         "BLOCK_M": max(16, triton.next_power_of_2(group * block_t)),
-        "DOT_DTYPE": dot_dtype(q, k_tail),
         "HEAD_DIM": head_dim,
         "HALF": half,
         "BLOCK_HALF": max(16, triton.next_power_of_2(half)),
@@ -265,7 +267,7 @@ def paged_attention(
             slots, visible_base, per_split, offset, num_queries, total_splits,
             scale_log2, rope.attention_scaling,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-            PAGED=paged, **meta,
+            PAGED=paged, **meta, num_warps=4 if block_d <= 64 else 8,
         )  # fmt: skip
     out = torch.empty(num_heads, num_queries, head_dim, dtype=q.dtype, device=q.device)
     block_splits = max(2, triton.next_power_of_2(total_splits))

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 import triton
-import triton.language as tl
 from triton.runtime.jit import JITFunction
 
-FLOAT_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @triton.jit
@@ -33,7 +32,7 @@ def check_tensor(
     *,
     ndim: int,
     device: torch.device | None = None,
-    dtypes: tuple[torch.dtype, ...] = tuple(FLOAT_DTYPES),
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES,
 ) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``tensor`` can be handed to a kernel.
 
@@ -55,8 +54,3 @@ def check_tensor(
             f"{name} is on {tensor.device}: Triton kernels need CUDA tensors, or TRITON_INTERPRET=1 set "
             "before ros2_livevlm.backends.triton_* is imported (CPU interpreter, for tests)"
         )
-
-
-def dot_dtype(a: torch.Tensor, b: torch.Tensor) -> tl.dtype:
-    """The dtype of the kernel's matrix products: the inputs' own when they agree, else float32."""
-    return FLOAT_DTYPES[a.dtype] if a.dtype == b.dtype else tl.float32

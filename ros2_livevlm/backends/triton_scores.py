@@ -17,8 +17,9 @@ The ``[H, r, S]`` score matrix is never materialised (7B: 0.8 GB per layer). Two
    ``[H, S]``; the sum over heads divided by ``H r`` is the score.
 
 Extra memory ``O(H (r + S))`` floats; compute ``2 H r S d`` multiply-adds (the logits twice).
-Logits are computed in the inputs' dtype when both are float16/bfloat16 (exact products,
-float32 accumulation), in float32 otherwise; softmax and sums are float32.
+Logits are computed in the inputs' dtype (float16/bfloat16 products are exact in the
+float32 accumulator); queries and keys of different dtypes (PaR: model-dtype queries,
+float32 page means) are both taken in float32. Softmax and sums are float32.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import check_tensor, dot_dtype
+from .triton_common import check_tensor
 
 MIN_LOGIT = tl.constexpr(-1.0e30)
 """Finite start of running maxima, so fully masked blocks give ``exp(-inf) = 0``, never NaN."""
@@ -52,7 +53,7 @@ def _row_stats_kernel(
     q_ptr, k_ptr, mask_ptr, lse_ptr,
     num_rows, num_keys, causal_offset, scale_log2,
     stride_qh, stride_qr, stride_kg, stride_ks,
-    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """Pass 1: base-2 log-sum-exp of each query row over its visible keys, ``lse [H, r]``."""
@@ -65,7 +66,7 @@ def _row_stats_kernel(
         q_ptr + head * stride_qh + rows[:, None] * stride_qr + dims[None, :],
         mask=(rows < num_rows)[:, None] & dim_ok[None, :],
         other=0.0,
-    ).to(DOT_DTYPE)
+    )
     k_head = k_ptr + (head // GROUP) * stride_kg
     row_max = tl.full((BLOCK_R,), MIN_LOGIT, tl.float32)
     row_sum = tl.zeros((BLOCK_R,), tl.float32)
@@ -78,7 +79,7 @@ def _row_stats_kernel(
             k_head + keys[:, None] * stride_ks + dims[None, :],
             mask=(keys < num_keys)[:, None] & dim_ok[None, :],
             other=0.0,
-        ).to(DOT_DTYPE)
+        )
         logits = tl.dot(q, tl.trans(k), input_precision="ieee") * scale_log2  # [BLOCK_R, BLOCK_S]
         visible = _visible(rows, keys, num_keys, causal_offset, mask_ptr, CAUSAL, HAS_MASK)
         logits = tl.where(visible, logits, float("-inf"))
@@ -94,7 +95,7 @@ def _column_sums_kernel(
     q_ptr, k_ptr, mask_ptr, lse_ptr, sums_ptr,
     num_rows, num_keys, causal_offset, scale_log2,
     stride_qh, stride_qr, stride_kg, stride_ks,
-    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """Pass 2: softmax probability summed over the rows for each key, ``sums [H, S]``."""
@@ -107,7 +108,7 @@ def _column_sums_kernel(
         k_ptr + (head // GROUP) * stride_kg + keys[:, None] * stride_ks + dims[None, :],
         mask=(keys < num_keys)[:, None] & dim_ok[None, :],
         other=0.0,
-    ).to(DOT_DTYPE)
+    )
     q_head = q_ptr + head * stride_qh
     sums = tl.zeros((BLOCK_S,), tl.float32)
     first = 0
@@ -118,7 +119,7 @@ def _column_sums_kernel(
         row_ok = rows < num_rows
         q = tl.load(q_head + rows[:, None] * stride_qr + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
         lse = tl.load(lse_ptr + head * num_rows + rows, mask=row_ok, other=0.0)
-        logits = tl.dot(q.to(DOT_DTYPE), tl.trans(k), input_precision="ieee") * scale_log2  # [BLOCK_R, BLOCK_S]
+        logits = tl.dot(q, tl.trans(k), input_precision="ieee") * scale_log2  # [BLOCK_R, BLOCK_S]
         visible = _visible(rows, keys, num_keys, causal_offset, mask_ptr, CAUSAL, HAS_MASK) & row_ok[:, None]
         sums += tl.sum(tl.exp2(tl.where(visible, logits - lse[:, None], float("-inf"))), axis=0)
     tl.store(sums_ptr + head * num_keys + keys, sums, mask=keys < num_keys)
@@ -161,13 +162,14 @@ def pooled_scores(
         raise ValueError(f"need 1 <= R and 1 <= S (S >= R when causal), got R={num_rows}, S={num_keys}")
     if allowed is not None and (allowed.shape != (num_keys,) or allowed.dtype != torch.bool or allowed.device != q.device):
         raise ValueError(f"allowed must be bool [{num_keys}] on {q.device}, got {allowed.dtype} {tuple(allowed.shape)}")
+    if q.dtype != k.dtype:  # PaR: small model-dtype queries against float32 page means
+        q, k = q.float(), k.float()
     lse = torch.empty(num_heads, num_rows, dtype=torch.float32, device=q.device)
     sums = torch.empty(num_heads, num_keys, dtype=torch.float32, device=q.device)
     meta = {
         "GROUP": num_heads // num_kv_heads,
         "CAUSAL": causal,
         "HAS_MASK": allowed is not None,
-        "DOT_DTYPE": dot_dtype(q, k),
         "HEAD_DIM": head_dim,
         "BLOCK_D": _block(head_dim, 1 << 16),
         "BLOCK_R": _block(num_rows, block_rows),
@@ -178,6 +180,7 @@ def pooled_scores(
         q.stride(0), q.stride(1), k.stride(0), k.stride(1),
     )  # fmt: skip
     mask = allowed if allowed is not None else lse  # placeholder pointer when HAS_MASK is off
+    meta["num_warps"] = 4 if meta["BLOCK_D"] <= 64 else 8
     _row_stats_kernel[(num_heads, triton.cdiv(num_rows, meta["BLOCK_R"]))](q, k, mask, lse, *args, **meta)
     _column_sums_kernel[(num_heads, triton.cdiv(num_keys, meta["BLOCK_S"]))](q, k, mask, lse, sums, *args, **meta)
     return sums.sum(dim=0) / (num_heads * num_rows)
