@@ -5,8 +5,9 @@
 
 The package is copied into a fresh workspace (as a clone in ``src/`` would be; the
 development venv inside the repository must not be inside the package's source tree, or
-CMake refuses its include paths), then built; the installed prefix must hold the generated interfaces next to the whole Python package, the
-``ros2 run`` executables and the launch and parameter files.
+CMake refuses its include paths), then built; the installed prefix must hold the
+generated interfaces next to the whole Python package, the ``ros2 run`` executables and
+the launch and parameter files.
 """
 
 import os
