@@ -14,8 +14,9 @@ answer (compacted positions number the retrieved tokens contiguously, spec A.4.8
 rotated copy could not be shared between answers. The kernel rotates each key tile as it
 loads it, ``k1 cos - k2 sin | k2 cos + k1 sin`` (HF ``rotate_half`` layout), with
 ``cos``/``sin`` of ``position * inv_freq`` in float32, the position read per token from
-``PagedKV.positions`` through the same page table. This costs ``d`` sin/cos per key and
-head, hidden under the memory traffic of a decode step.
+``PagedKV.positions`` through the same page table. This costs ``d / 2`` sines and cosines
+per key in every program that reads the key; the GPU check's roofline fraction of
+``decode_attention`` shows what that costs against the memory traffic.
 
 Flash-decoding layout: one program per (KV head, block of query tokens, split of the
 keys). The ``H / G`` query heads of a KV head and up to ``64 / (H / G)`` query tokens (1
