@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Pip packaging of ros2_livevlm (the development set-up and machines without ROS).
+"""
+Pip packaging of ros2_livevlm (the development set-up and machines without ROS).
 
 Pins live in ``scripts/requirements*.txt``; the console scripts in ``setup.cfg`` (CMake
 reads the same list for ``ros2 run``); the version in ``package.xml``.

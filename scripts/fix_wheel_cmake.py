@@ -1,6 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Point the ROS 2 wheels' exported CMake targets at this interpreter's include dirs.
+"""
+Point the ROS 2 wheels' exported CMake targets at this interpreter's include dirs.
 
 The wheels' ``share/**/*.cmake`` name include directories of the machine that built
 them (``/opt/python/cp311-cp311/...``); CMake refuses non-existent paths, so building
