@@ -13,6 +13,7 @@ os.environ["TRITON_INTERPRET"] = "1"  # Triton reads it when the kernels are def
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -20,6 +21,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ros2_livevlm.engine import StreamingVLM  # noqa: E402
+from ros2_livevlm.memory.attention import paged_attention  # noqa: E402
+from ros2_livevlm.memory.kernels import TORCH_KERNELS  # noqa: E402
 from ros2_livevlm.eval.scenes import SCENE_NAMES, scene_image  # noqa: E402
 from ros2_livevlm.models import make_tiny_checkpoint  # noqa: E402
 
@@ -60,6 +63,22 @@ def test_triton_kernels_answer_like_torch(tiny_path: Path, positions: str) -> No
         expected = reference.ask(QUESTION, max_new_tokens=4, time_window=window)
         assert got.token_ids == expected.token_ids
         assert got.evidence == expected.evidence and got.tokens_attended == expected.tokens_attended
+
+
+def test_paged_answer_path_with_the_torch_reference_is_the_gathered_path_bitwise(tiny_path: Path) -> None:
+    """The answer context's page tables and positions are exact: with the torch reference as the
+    paged kernel, answers equal the gathered torch path bit for bit (original positions, time window)."""
+    engine = StreamingVLM.from_pretrained(
+        tiny_path, policy="livevlm", frames_per_clip=4, budget_tokens=96, observation_tokens=32, page_size=8,
+        positions="original",
+    )  # fmt: skip
+    engine.ingest(photo_stream(16), np.arange(16) * 0.5)
+    gathered = [engine.ask(QUESTION, max_new_tokens=3, time_window=w) for w in (None, (1.0, 4.0))]
+    logits = engine.next_token_logits(QUESTION)
+    engine.kernels = replace(TORCH_KERNELS, name="torch-paged", paged_attention=paged_attention)
+    paged = [engine.ask(QUESTION, max_new_tokens=3, time_window=w) for w in (None, (1.0, 4.0))]
+    assert torch.equal(engine.next_token_logits(QUESTION), logits)
+    assert [a.token_ids for a in paged] == [a.token_ids for a in gathered]
 
 
 def test_triton_kernels_need_cuda_or_the_interpreter() -> None:
