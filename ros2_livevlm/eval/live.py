@@ -249,6 +249,8 @@ class LiveSession:
         self.replica = CameraFeed(camera.topic, sample_fps, queue_size=1)
         self.expected_stamp: float | None = None  # newest frame the node must have sampled
         self.expected_ingested = 0  # frames the node must have ingested since its last reset
+        self.published_since_reset = 0  # messages published since the node's last reset (time jump)
+        self.sampled = 0  # frames the node must have sampled, in all
         self.progress: Any = None
         self.player = BagPlayer(
             self.client.node, bag, camera, start_ns, rate=options.rate, on_message=self._on_published, throttle=self._throttle
@@ -258,13 +260,15 @@ class LiveSession:
         msg = message.decode()
         stamp = stamp_seconds(msg) or message.log_ns * 1e-9
         due, jump = self.replica.receive(stamp, message.log_ns * 1e-9)
-        if jump:  # the node resets that camera's memory: its frames_ingested restarts
-            self.expected_stamp, self.expected_ingested = None, 0
+        if jump:  # the node resets that camera's memory and counters, starting with this message
+            self.expected_stamp, self.expected_ingested, self.published_since_reset = None, 0, 0
+        self.published_since_reset += 1
         if due:
             self.replica.push(Frame(NO_PIXELS, stamp, ""))
             self.replica.pop()
             self.expected_stamp = stamp
             self.expected_ingested += 1
+            self.sampled += 1
         if self.progress is not None:
             self.progress.update()
 
@@ -272,7 +276,7 @@ class LiveSession:
         """Flow control before each publish: see :data:`IN_FLIGHT` and :data:`MAX_BACKLOG`."""
         deadline = time.monotonic() + self.options.answer_timeout_s
         while (state := self.latest_state()) is not None and (
-            self.player.published - state.frames_received > IN_FLIGHT
+            self.published_since_reset - state.frames_received > IN_FLIGHT
             or self.expected_ingested - state.frames_ingested > MAX_BACKLOG
         ):
             if time.monotonic() > deadline:
@@ -302,7 +306,7 @@ class LiveSession:
             if state is not None:
                 if state.frames_received != last:
                     last, since = state.frames_received, time.monotonic()
-                received = state.frames_received >= self.player.published or time.monotonic() - since > STALL_S
+                received = state.frames_received >= self.published_since_reset or time.monotonic() - since > STALL_S
                 if received and state.frames_ingested >= self.expected_ingested:
                     return state
             if time.monotonic() > deadline:
@@ -416,9 +420,9 @@ def replay_live(
                 on_result(result)
         session.player.play_until(None)
         state = session.wait_caught_up(options.answer_timeout_s, check)
-        run.frames_received, run.frames_sampled = state.frames_received, state.frames_sampled
-        lost = session.player.published - state.frames_received
-        run.frames_dropped = lost + state.frames_dropped_invalid + state.frames_dropped_queue
+        lost = session.published_since_reset - state.frames_received
+        run.frames_received, run.frames_sampled = session.player.published - lost, session.sampled
+        run.frames_dropped = lost + state.frames_dropped_invalid + state.frames_dropped_queue  # since the last reset
         run.trace = session.trace()
         run.info["extra"] = {"playback_rate": options.rate, "ingest_rate_hz": round(float(state.ingest_rate), 3)}
         if node is not None:

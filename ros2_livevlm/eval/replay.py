@@ -216,6 +216,7 @@ def replay_offline(
         due, _ = feed.receive(stamp, message.log_ns * 1e-9)
         if feed.take_reset():
             engine.reset()
+        run.frames_received += 1
         if progress is not None:
             progress.update()
         if not due:
@@ -224,7 +225,9 @@ def replay_offline(
             rgb = to_rgb(msg)
         except ImageConversionError:
             feed.reject()
+            run.frames_dropped += 1
             continue
+        run.frames_sampled += 1
         feed.push(Frame(rgb, stamp, msg.header.frame_id))
         frame = feed.pop()
         now_s = message.log_ns * 1e-9
@@ -237,10 +240,7 @@ def replay_offline(
         stats = engine.stats()
         run.trace.append((stats.frames_ingested, stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term, stats.kv_bytes))
     ask_due(None)
-    counters = feed.counters
-    run.frames_received, run.frames_sampled = counters.frames_received, counters.frames_sampled
-    run.frames_dropped = counters.frames_dropped_invalid + counters.frames_dropped_queue
-    run.ingest_fps = counters.frames_sampled / ingest_s if ingest_s > 0 else None
+    run.ingest_fps = run.frames_sampled / ingest_s if ingest_s > 0 else None
     run.peak_bytes = peak_bytes(device)
     return run
 

@@ -33,6 +33,8 @@ from ..bench.stream import headline
 from .replay import PolicyRun, QuestionResult
 
 PLOTS = ("ttft_vs_frames.png", "kv_bytes_vs_frames.png", "accuracy.png")
+STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ("-", "v"), ("--", "x"))
+"""Line style and marker per policy, so overlapping curves stay visible."""
 
 
 @dataclass(frozen=True)
@@ -246,22 +248,25 @@ def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    styles = [{"linestyle": ls, "marker": m, "linewidth": 2.4 - 0.35 * i} for i, (ls, m) in enumerate(STYLES)]
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for run in runs:
-        points = sorted((r.frames_seen, float(np.median(r.ttft_s)) * 1e3) for r in run.results if not r.error)
-        if points:
-            ax.plot(*zip(*points), marker="o", markersize=3, label=run.policy)
-    ax.set(xlabel="frames seen", ylabel="TTFT p50 (ms)", title="Time to first token vs frames seen")
+    for run, style in zip(runs, styles * len(runs)):
+        samples = [(r.frames_seen, t * 1e3) for r in run.results if not r.error for t in r.ttft_s]
+        medians = [(c["frames"], c["ttft_s"]["p50"] * 1e3) for c in checkpoint_records(run)]
+        if medians:
+            line, = ax.plot(*zip(*medians), markersize=4, label=f"{run.policy} (p50)", **style)
+            ax.scatter(*zip(*samples), s=8, alpha=0.3, color=line.get_color())
+    ax.set(xlabel="frames seen", ylabel="TTFT (ms)", title="Time to first token vs frames seen (dots: each answer)")
     ax.legend()
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out / PLOTS[0]))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for run in runs:
+    for run, style in zip(runs, styles * len(runs)):
         if run.trace:
             frames, _, kv_bytes = zip(*run.trace)
-            ax.plot(frames, np.array(kv_bytes) / 2**10, label=run.policy, drawstyle="steps-post")
+            ax.plot(frames, np.array(kv_bytes) / 2**10, label=run.policy, drawstyle="steps-post", **{**style, "marker": None})
     ax.set(xlabel="frames seen", ylabel="KV cache (KiB, all layers)", title="KV memory vs frames seen")
     ax.legend()
     ax.grid(alpha=0.3)
