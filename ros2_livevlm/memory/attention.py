@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 from .rope import Rope
 
@@ -23,14 +24,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
     Returns:
         ``[H, T, d]`` in ``q``'s dtype.
+
+    The mask is torch's lower-right causal bias, not a materialised ``[T, S]`` boolean
+    mask, so SDPA can dispatch to its flash / memory-efficient kernels on CUDA.
     """
     num_queries, num_keys = q.shape[1], k.shape[1]
-    mask = None
-    if num_queries > 1:
-        offset = num_keys - num_queries
-        rows = torch.arange(num_queries, device=q.device)[:, None]
-        cols = torch.arange(num_keys, device=q.device)[None, :]
-        mask = cols <= rows + offset  # [T, S], True = attend
+    mask = causal_lower_right(num_queries, num_keys) if num_queries > 1 else None
     return F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, enable_gqa=True)[0]
 
 
