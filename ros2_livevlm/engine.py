@@ -295,13 +295,28 @@ class StreamingVLM:
             pass
         return self._clips_prefilled - before
 
-    def flush(self) -> int:
-        """Prefill the buffered frames as a (partial) clip; returns 1 if there were any, else 0."""
+    def flush_iter(self) -> Iterator[None]:
+        """Prefill the buffered frames as a (partial) clip, yielding between steps like :meth:`ingest_iter`.
+
+        Raises:
+            RuntimeError: another ingestion of this engine is still suspended.
+        """
+        if self._ingesting:
+            raise RuntimeError("an ingest_iter() of this engine is still suspended; exhaust it first")
         if not self._pending_pixels:
-            return 0
-        for _ in self._prefill_clip():
+            return
+        self._ingesting = True
+        try:
+            yield from self._prefill_clip()
+        finally:
+            self._ingesting = False
+
+    def flush(self) -> int:
+        """:meth:`flush_iter` run to completion; returns 1 if frames were buffered, else 0."""
+        before = self._clips_prefilled
+        for _ in self.flush_iter():
             pass
-        return 1
+        return self._clips_prefilled - before
 
     def _prefill_clip(self) -> Iterator[None]:
         """Encode the buffered frames and prefill them as one clip (spec A.4 steps 1-5)."""

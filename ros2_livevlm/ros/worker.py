@@ -372,7 +372,9 @@ class Worker:
         flushed = False
         for camera, engine in self.engines.items():
             idle = self._now() - self._last_sample[camera] >= self._clip_timeout
-            if idle and self._stats[camera].frames_pending and engine.flush():
+            if idle and self._stats[camera].frames_pending:
+                for _ in engine.flush_iter():  # questions still go first between steps
+                    self._answer_questions(flush=False)
                 self._snapshot(camera)
                 flushed = True
         return flushed

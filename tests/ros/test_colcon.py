@@ -41,7 +41,7 @@ def test_colcon_build_installs_a_complete_package(tmp_path):
     assert build.returncode == 0, build.stdout + build.stderr
 
     install = tmp_path / 'install' / 'ros2_livevlm'
-    for name in ('livevlm_node', 'livevlm_demo', 'livevlm_run'):
+    for name in ('livevlm_node', 'livevlm_demo', 'livevlm-run'):
         assert os.access(install / 'lib' / 'ros2_livevlm' / name, os.X_OK), name
     share = install / 'share' / 'ros2_livevlm'
     for path in ('launch/livevlm.launch.py', 'config/livevlm.yaml', 'package.xml',
