@@ -119,12 +119,12 @@ def question_record(run: PolicyRun, result: QuestionResult, ctx: RunContext) -> 
 
 
 def policy_record(run: PolicyRun) -> dict[str, Any]:
-    """One record for a policy over all its questions: memory at the last question, pooled timings."""
+    """One record for a policy over all its questions: frames and memory at the last question, pooled timings."""
     answered = [r for r in run.results if not r.error]
     last = answered[-1] if answered else None
     return record(
         run.info["setup"],
-        frames=run.trace[-1][0] if run.trace else 0,
+        frames=last.frames_seen if last else 0,
         kv_tokens=last.kv_tokens if last else None,
         kv_bytes=last.kv_bytes if last else None,
         peak_bytes=run.peak_bytes,
@@ -220,7 +220,7 @@ def summary_markdown(runs: Sequence[PolicyRun], ctx: RunContext, policy_records:
         f"(policy `full`: unlimited), {memory.get('frames_per_clip')} frames/clip, "
         f"{ctx.repeats} repeat(s) per question; `range`: evidence older than {ctx.long_range_s:g} s is long_range.",
         "",
-        "## Policies (memory and timings over all questions; kv at the last question)",
+        "## Policies (timings over all questions; frames and kv at the last question)",
         "",
         markdown_table(policy_records),
         "",
