@@ -263,9 +263,12 @@ def write_camera_bag(
     count = 0
     with Writer(path, version=9, storage_plugin=STORAGE[storage]) as writer:
         raw_topic = writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
-        jpeg_topic = writer.add_connection(f"{topic}/compressed", COMPRESSED_IMAGE, typestore=TYPESTORE) if compressed else None
+        jpeg_topic = None
+        if compressed:
+            jpeg_topic = writer.add_connection(f"{topic}/compressed", COMPRESSED_IMAGE, typestore=TYPESTORE)
         for stamp_ns, rgb in frames:
-            writer.write(raw_topic, stamp_ns, TYPESTORE.serialize_cdr(image_message(rgb, stamp_ns, frame_id, encoding), IMAGE))
+            message = image_message(rgb, stamp_ns, frame_id, encoding)
+            writer.write(raw_topic, stamp_ns, TYPESTORE.serialize_cdr(message, IMAGE))
             if jpeg_topic is not None:
                 message = compressed_message(rgb, stamp_ns, frame_id)
                 writer.write(jpeg_topic, stamp_ns, TYPESTORE.serialize_cdr(message, COMPRESSED_IMAGE))

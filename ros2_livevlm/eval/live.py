@@ -237,7 +237,9 @@ NO_PIXELS = np.empty((0, 0, 3), dtype=np.uint8)
 class LiveSession:
     """One policy's live replay: node (started or attached), client, player, sampler replica."""
 
-    def __init__(self, bag: str | Path, camera: CameraTopic, start_ns: int, sample_fps: float, options: LiveOptions) -> None:
+    def __init__(
+        self, bag: str | Path, camera: CameraTopic, start_ns: int, sample_fps: float, options: LiveOptions
+    ) -> None:
         self.camera = camera
         self.options = options
         self.client = LiveVLMClient(f"/{options.node_name.lstrip('/')}")
@@ -253,7 +255,8 @@ class LiveSession:
         self.sampled = 0  # frames the node must have sampled, in all
         self.progress: Any = None
         self.player = BagPlayer(
-            self.client.node, bag, camera, start_ns, rate=options.rate, on_message=self._on_published, throttle=self._throttle
+            self.client.node, bag, camera, start_ns,
+            rate=options.rate, on_message=self._on_published, throttle=self._throttle,
         )
 
     def _on_published(self, message: CameraMessage) -> None:
@@ -398,7 +401,9 @@ def replay_live(
     """
     node = None
     if not options.attach:
-        params = node_parameters(settings, policy, camera, model_path=model_path, sample_fps=sample_fps, clip_timeout=clip_timeout)
+        params = node_parameters(
+            settings, policy, camera, model_path=model_path, sample_fps=sample_fps, clip_timeout=clip_timeout
+        )
         node = NodeProcess(options.node_name, params, options.log_dir / f"node-{policy}.log")
     check = node.check_alive if node is not None else (lambda: None)
     session = LiveSession(bag, camera, start_ns, sample_fps, options)

@@ -5,15 +5,21 @@ Each line is one question, asked when the bag clock reaches ``time``::
     {"time": 42.5, "question": "Did you see a cat?", "options": ["yes", "no"], "answer": "yes",
      "camera": "/camera/image_raw", "kind": "presence", "evidence_time": 30.0}
 
-| field           | required | meaning |
-|-----------------|----------|---------|
-| ``time``        | yes      | when the question is asked (see below) |
-| ``question``    | yes      | the text sent to the model, as is |
-| ``answer``      | yes      | the expected answer (one of ``options`` when they are given) |
-| ``options``     | no       | multiple choice: the allowed answers, used for scoring only (they are not added to the prompt; write them into ``question`` if the model should see them) |
-| ``camera``      | no       | camera topic the question is about; default: the replayed topic |
-| ``kind``        | no       | a label for grouping results (e.g. ``presence``, ``recent``, ``long_range``); default ``unspecified`` |
-| ``evidence_time`` | no     | when the deciding frame was seen (same two forms as ``time``); gives the question's evidence age |
+=================  ========  ==============================================================
+field              required  meaning
+=================  ========  ==============================================================
+``time``           yes       when the question is asked (see below)
+``question``       yes       the text sent to the model, as is
+``answer``         yes       the expected answer (one of ``options`` when they are given)
+``options``        no        multiple choice: the allowed answers, used for scoring only (not
+                             added to the prompt: write them into ``question`` if the model
+                             should see them)
+``camera``         no        camera topic the question is about; default: the replayed topic
+``kind``           no        a label for grouping results (e.g. ``presence``, ``recent``,
+                             ``long_range``); default ``unspecified``
+``evidence_time``  no        when the deciding frame was seen (same two forms as ``time``);
+                             gives the question's evidence age
+=================  ========  ==============================================================
 
 Times come in two forms, told apart by their JSON type: a **number** is seconds from the
 bag start (the earliest log time in the bag, as ``ros2 bag info`` shows it); an
@@ -122,7 +128,8 @@ def _parse_time(where: str, name: str, value: Any) -> BagTime:
         if valid:
             return BagTime(absolute_ns=sec * 1_000_000_000 + nanosec)
         raise QuestionFileError(
-            f"{where}: field '{name}': an absolute stamp is {{\"sec\": int >= 0, \"nanosec\": int in [0, 1e9)}}, got {value}"
+            f"{where}: field '{name}': an absolute stamp is "
+            f"{{\"sec\": int >= 0, \"nanosec\": int in [0, 1e9)}}, got {value}"
         )
     raise QuestionFileError(
         f"{where}: field '{name}': give seconds from the bag start (a number) or an absolute stamp "
@@ -132,7 +139,8 @@ def _parse_time(where: str, name: str, value: Any) -> BagTime:
 
 def _text(where: str, name: str, value: Any, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise QuestionFileError(f"{where}: field '{name}' must be a {'' if allow_empty else 'non-empty '}string, got {value!r}")
+        kind = "string" if allow_empty else "non-empty string"
+        raise QuestionFileError(f"{where}: field '{name}' must be a {kind}, got {value!r}")
     return value
 
 

@@ -238,7 +238,8 @@ def replay_offline(
         ingest_s += time.perf_counter() - start
         last_ingest_s = now_s
         stats = engine.stats()
-        run.trace.append((stats.frames_ingested, stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term, stats.kv_bytes))
+        kv_tokens = stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term
+        run.trace.append((stats.frames_ingested, kv_tokens, stats.kv_bytes))
     ask_due(None)
     run.ingest_fps = run.frames_sampled / ingest_s if ingest_s > 0 else None
     run.peak_bytes = peak_bytes(device)

@@ -266,7 +266,8 @@ def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:
     for run, style in zip(runs, styles * len(runs)):
         if run.trace:
             frames, _, kv_bytes = zip(*run.trace)
-            ax.plot(frames, np.array(kv_bytes) / 2**10, label=run.policy, drawstyle="steps-post", **{**style, "marker": None})
+            kib = np.array(kv_bytes) / 2**10
+            ax.plot(frames, kib, label=run.policy, drawstyle="steps-post", **{**style, "marker": None})
     ax.set(xlabel="frames seen", ylabel="KV cache (KiB, all layers)", title="KV memory vs frames seen")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -304,7 +305,8 @@ def write_report(runs: Sequence[PolicyRun], ctx: RunContext, out: str | Path) ->
     with (out / "memory_trace.jsonl").open("w") as f:
         for run in runs:
             for frames, kv_tokens, kv_bytes in run.trace:
-                f.write(json.dumps({"policy": run.policy, "frames": frames, "kv_tokens": kv_tokens, "kv_bytes": kv_bytes}) + "\n")
+                point = {"policy": run.policy, "frames": frames, "kv_tokens": kv_tokens, "kv_bytes": kv_bytes}
+                f.write(json.dumps(point) + "\n")
     summary = summary_markdown(runs, ctx, [policy_record(run) for run in runs])
     (out / "summary.md").write_text(summary + "\n")
     _plot(runs, ctx, out)
