@@ -1,4 +1,5 @@
-"""Typed settings of the streaming memory and the engine.
+"""
+Typed settings of the streaming memory and the engine.
 
 Every knob is defined once here, with its default, its unit and its check; the ROS node
 declares its parameters by walking these fields, the CLIs build their options from them.
@@ -12,49 +13,55 @@ top-score share 0.5 (``1 - scatter_ratio``), 32 frames per clip.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
 import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-POLICIES = ("full", "recent_frames", "window", "vsb", "livevlm")
+
+POLICIES = ('full', 'recent_frames', 'window', 'vsb', 'livevlm')
 """Memory policies, all behind one interface (``ros2_livevlm.memory.policies``)."""
 
-POSITION_MODES = ("compacted", "original")
-BUCKET_MODES = ("candidate", "stream")
-RETRIEVAL_KEYS = ("position_agnostic", "positional")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-VISION_BACKENDS = ("torch", "onnxruntime", "tensorrt")
-KERNELS = ("torch", "triton")
+POSITION_MODES = ('compacted', 'original')
+BUCKET_MODES = ('candidate', 'stream')
+RETRIEVAL_KEYS = ('position_agnostic', 'positional')
+DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
+VISION_BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
+KERNELS = ('torch', 'triton')
 
 
 def choices(cls: type, name: str) -> tuple[str, ...] | None:
-    """The allowed values of a string field of a config class, or None if any value goes."""
-    return {f.name: f.metadata.get("choices") for f in fields(cls)}[name]
+    """Return the allowed values of a string field of a config class (None: any value)."""
+    return {f.name: f.metadata.get('choices') for f in fields(cls)}[name]
 
 
 def _check_choices(config: Any) -> None:
     for f in fields(config):
-        allowed = f.metadata.get("choices")
+        allowed = f.metadata.get('choices')
         if allowed is not None and getattr(config, f.name) not in allowed:
-            raise ValueError(f"{f.name}={getattr(config, f.name)!r} is not one of {', '.join(allowed)}")
+            raise ValueError(
+                f'{f.name}={getattr(config, f.name)!r} is not one of {", ".join(allowed)}'
+            )
 
 
 def _at_least(name: str, value: float, minimum: float) -> None:
     if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+        raise ValueError(f'{name}={value!r} must be >= {minimum}')
 
 
 def _fraction(name: str, value: float, *, open_low: bool) -> None:
     low_ok = value > 0.0 if open_low else value >= 0.0
     if not (low_ok and value <= 1.0):
-        bound = "(0, 1]" if open_low else "[0, 1]"
-        raise ValueError(f"{name}={value!r} must be in {bound}")
+        bound = '(0, 1]' if open_low else '[0, 1]'
+        raise ValueError(f'{name}={value!r} must be in {bound}')
 
 
 @dataclass(slots=True)
 class MemoryConfig:
-    """How one camera's KV memory is kept: ``[init | long-term | short-term]`` per layer.
+    """
+    How one camera's KV memory is kept: ``[init | long-term | short-term]`` per layer.
 
     Attributes:
         policy: ``full`` (no eviction), ``recent_frames`` (FIFO of whole frames),
@@ -85,38 +92,40 @@ class MemoryConfig:
             ReKV convention) or ``original`` (each token's stream position; spec A.4.8).
     """
 
-    policy: str = field(default="livevlm", metadata={"choices": POLICIES})
+    policy: str = field(default='livevlm', metadata={'choices': POLICIES})
     budget_tokens: int = 12000
     short_term_frames: int = 2
     observation_tokens: int = 392
     top_score_share: float = 0.5
     bucket_capacity: int = 1
-    bucket_by: str = field(default="candidate", metadata={"choices": BUCKET_MODES})
+    bucket_by: str = field(default='candidate', metadata={'choices': BUCKET_MODES})
     page_size: int = 16
     retrieval_ratio: float = 0.4
-    retrieval_keys: str = field(default="position_agnostic", metadata={"choices": RETRIEVAL_KEYS})
+    retrieval_keys: str = field(default='position_agnostic', metadata={'choices': RETRIEVAL_KEYS})
     sink_tokens: int = 16
-    positions: str = field(default="compacted", metadata={"choices": POSITION_MODES})
+    positions: str = field(default='compacted', metadata={'choices': POSITION_MODES})
 
     def __post_init__(self) -> None:
         _check_choices(self)
-        _at_least("budget_tokens", self.budget_tokens, 1)
-        _at_least("short_term_frames", self.short_term_frames, 1)
-        _at_least("observation_tokens", self.observation_tokens, 1)
-        _at_least("bucket_capacity", self.bucket_capacity, 1)
-        _at_least("page_size", self.page_size, 1)
-        _at_least("sink_tokens", self.sink_tokens, 0)
-        _fraction("top_score_share", self.top_score_share, open_low=False)
-        _fraction("retrieval_ratio", self.retrieval_ratio, open_low=True)
+        _at_least('budget_tokens', self.budget_tokens, 1)
+        _at_least('short_term_frames', self.short_term_frames, 1)
+        _at_least('observation_tokens', self.observation_tokens, 1)
+        _at_least('bucket_capacity', self.bucket_capacity, 1)
+        _at_least('page_size', self.page_size, 1)
+        _at_least('sink_tokens', self.sink_tokens, 0)
+        _fraction('top_score_share', self.top_score_share, open_low=False)
+        _fraction('retrieval_ratio', self.retrieval_ratio, open_low=True)
         if self.sink_tokens >= self.budget_tokens:
             raise ValueError(
-                f"sink_tokens={self.sink_tokens} must be smaller than budget_tokens={self.budget_tokens}"
+                f'sink_tokens={self.sink_tokens} must be smaller than '
+                f'budget_tokens={self.budget_tokens}'
             )
 
 
 @dataclass(slots=True)
 class EngineConfig:
-    """How the engine runs the model over the stream.
+    """
+    How the engine runs the model over the stream.
 
     Attributes:
         frames_per_clip: frames encoded and prefilled together (LiveVLM code: 32).
@@ -133,21 +142,22 @@ class EngineConfig:
 
     frames_per_clip: int = 32
     max_new_tokens: int = 128
-    system_prompt: str = "You are a helpful assistant."
-    device: str = "cpu"
-    dtype: str = field(default="auto", metadata={"choices": DTYPES})
-    vision_backend: str = field(default="torch", metadata={"choices": VISION_BACKENDS})
-    kernels: str = field(default="torch", metadata={"choices": KERNELS})
-    engine_cache_dir: str = ""
+    system_prompt: str = 'You are a helpful assistant.'
+    device: str = 'cpu'
+    dtype: str = field(default='auto', metadata={'choices': DTYPES})
+    vision_backend: str = field(default='torch', metadata={'choices': VISION_BACKENDS})
+    kernels: str = field(default='torch', metadata={'choices': KERNELS})
+    engine_cache_dir: str = ''
 
     def __post_init__(self) -> None:
         _check_choices(self)
-        _at_least("frames_per_clip", self.frames_per_clip, 1)
-        _at_least("max_new_tokens", self.max_new_tokens, 1)
+        _at_least('frames_per_clip', self.frames_per_clip, 1)
+        _at_least('max_new_tokens', self.max_new_tokens, 1)
 
 
 def split_settings(settings: dict[str, Any]) -> tuple[MemoryConfig, EngineConfig]:
-    """Build both configs from one flat mapping of field names to values.
+    """
+    Build both configs from one flat mapping of field names to values.
 
     Raises:
         ValueError: a name that is a field of neither config, or a value that fails a
@@ -158,7 +168,8 @@ def split_settings(settings: dict[str, Any]) -> tuple[MemoryConfig, EngineConfig
     unknown = sorted(set(settings) - memory_names - engine_names)
     if unknown:
         raise ValueError(
-            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(memory_names | engine_names))}"
+            f'unknown setting(s) {", ".join(unknown)}; '
+            f'known: {", ".join(sorted(memory_names | engine_names))}'
         )
     memory = MemoryConfig(**{k: v for k, v in settings.items() if k in memory_names})
     engine = EngineConfig(**{k: v for k, v in settings.items() if k in engine_names})
@@ -167,22 +178,25 @@ def split_settings(settings: dict[str, Any]) -> tuple[MemoryConfig, EngineConfig
 
 def field_docs(cls: type) -> dict[str, str]:
     """Per-field descriptions parsed from a config class's ``Attributes:`` docstring."""
-    doc = cls.__doc__ or ""
+    doc = cls.__doc__ or ''
     docs: dict[str, str] = {}
-    current = ""
-    for line in doc.split("Attributes:", 1)[-1].splitlines():
+    current = ''
+    for line in doc.split('Attributes:', 1)[-1].splitlines():
         stripped = line.strip()
-        head, sep, rest = stripped.partition(":")
+        head, sep, rest = stripped.partition(':')
         if sep and head in {f.name for f in fields(cls)}:
             current = head
             docs[current] = rest.strip()
         elif current and stripped:
-            docs[current] += " " + stripped
+            docs[current] += ' ' + stripped
     return docs
 
 
-def add_arguments(parser: argparse.ArgumentParser, *classes: type, exclude: tuple[str, ...] = ()) -> None:
-    """Add one ``--field-name`` option per field of the config ``classes`` (for CLIs).
+def add_arguments(
+    parser: argparse.ArgumentParser, *classes: type, exclude: tuple[str, ...] = ()
+) -> None:
+    """
+    Add one ``--field-name`` option per field of the config ``classes`` (for CLIs).
 
     Types, defaults, choices and help come from the dataclasses, so every knob is defined
     once. Options default to None (= the dataclass default); :func:`settings_from_args`
@@ -195,44 +209,48 @@ def add_arguments(parser: argparse.ArgumentParser, *classes: type, exclude: tupl
             if f.name in exclude:
                 continue
             group.add_argument(
-                "--" + f.name.replace("_", "-"),
+                '--' + f.name.replace('_', '-'),
                 dest=f.name,
                 type=type(f.default),
-                choices=f.metadata.get("choices"),
+                choices=f.metadata.get('choices'),
                 default=None,
-                help=f"{docs.get(f.name, '')} (default: {f.default!r})",
+                help=f'{docs.get(f.name, "")} (default: {f.default!r})',
             )
 
 
 def settings_from_args(args: argparse.Namespace, *classes: type) -> dict[str, Any]:
-    """The config fields of ``classes`` that were given on the command line."""
+    """Return the config fields of ``classes`` that were given on the command line."""
     names = {f.name for cls in classes for f in fields(cls)}
-    return {name: value for name, value in vars(args).items() if name in names and value is not None}
+    return {
+        name: value for name, value in vars(args).items() if name in names and value is not None
+    }
 
 
 def cache_dir(*parts: str) -> Path:
-    """A directory under the package cache, created if missing.
+    """
+    Return a directory under the package cache, created if missing.
 
     The root is ``$ROS2_LIVEVLM_CACHE`` if set, else ``$XDG_CACHE_HOME/ros2_livevlm``
     (``~/.cache/ros2_livevlm``). Generated models and built engines live there, never in
     the working directory.
     """
-    root = os.environ.get("ROS2_LIVEVLM_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    ) / "ros2_livevlm"
+    root = (
+        os.environ.get('ROS2_LIVEVLM_CACHE')
+        or Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'ros2_livevlm'
+    )
     path = Path(root).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 __all__ = [
-    "POLICIES",
-    "MemoryConfig",
-    "EngineConfig",
-    "split_settings",
-    "field_docs",
-    "choices",
-    "add_arguments",
-    "settings_from_args",
-    "cache_dir",
+    'POLICIES',
+    'MemoryConfig',
+    'EngineConfig',
+    'split_settings',
+    'field_docs',
+    'choices',
+    'add_arguments',
+    'settings_from_args',
+    'cache_dir',
 ]

@@ -1,4 +1,5 @@
-"""StreamingVLM: frames in as they arrive, questions answered from a bounded KV memory.
+r"""
+StreamingVLM: frames in as they arrive, questions answered from a bounded KV memory.
 
 One engine = one loaded model + one memory (one camera); :meth:`StreamingVLM.new_stream`
 adds another memory on the same model. No rclpy here: the ROS node and the evaluation
@@ -12,38 +13,52 @@ tools drive this API.
 Data flow (DESIGN.md): frames -> preprocess -> buffered until ``frames_per_clip`` ->
 vision encoder (SigLIP + projector + 2x2 pooling) -> clip prefill through the LLM against
 ``[init | long-term | short-term]`` -> FIFO + policy (VSB) keeps the budget. A question
-prefills ``[newline | "\\n{question}<|im_end|><|im_start|>assistant\\n"]`` over the
+prefills ``[newline | "\n{question}<|im_end|><|im_start|>assistant\n"]`` over the
 per-layer retrieved context (PaR) and decodes greedily. The prompt layout is LLaVA-OneVision's
 chat template as used by ReKV/LiveVLM (spec A.3).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import replace
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
+import time
 
 import numpy as np
 import torch
 
-from .backends import VisionEncoder, make_vision_encoder, memory_kernels
-from .config import EngineConfig, MemoryConfig, split_settings
-from .memory import AnswerContext, ClipPrefill, Rope, VideoMemory, make_policy
-from .models import LlavaOnevision, resolve_model_path
+from .backends import make_vision_encoder
+from .backends import memory_kernels
+from .backends import VisionEncoder
+from .config import EngineConfig
+from .config import MemoryConfig
+from .config import split_settings
+from .memory import AnswerContext
+from .memory import ClipPrefill
+from .memory import make_policy
+from .memory import Rope
+from .memory import VideoMemory
+from .models import LlavaOnevision
+from .models import resolve_model_path
 
-INIT_TEMPLATE = "<|im_start|>system \n{system_prompt}<|im_end|><|im_start|>user "
-QUESTION_PREFIX = "\n"
-QUESTION_SUFFIX = "<|im_end|><|im_start|>assistant\n"
 
-OnToken = Callable[[int, str], "bool | None"]
+INIT_TEMPLATE = '<|im_start|>system \n{system_prompt}<|im_end|><|im_start|>user '
+QUESTION_PREFIX = '\n'
+QUESTION_SUFFIX = '<|im_end|><|im_start|>assistant\n'
+
+OnToken = Callable[[int, str], 'bool | None']
 """``on_token(token_id, text_delta)``, called per generated token; return False to stop."""
 
 
 @dataclass
 class Answer:
-    """One answer from memory.
+    """
+    One answer from memory.
 
     Attributes:
         text: the decoded answer.
@@ -69,7 +84,8 @@ class Answer:
 
 @dataclass
 class MemoryStats:
-    """Occupancy and latency of one memory. Token counts are per layer.
+    """
+    Occupancy and latency of one memory. Token counts are per layer.
 
     Attributes:
         frames_ingested: frames accepted since the last reset (prefilled or pending).
@@ -102,13 +118,14 @@ class MemoryStats:
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto`` -> bfloat16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
-    if dtype == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype == 'auto':
+        return torch.bfloat16 if torch.device(device).type == 'cuda' else torch.float32
     return getattr(torch, dtype)
 
 
 class StreamingVLM:
-    """A streaming video-LLM over one camera's bounded, recallable KV memory.
+    """
+    A streaming video-LLM over one camera's bounded, recallable KV memory.
 
     Not thread-safe: one thread owns an engine (and the engines sharing its model).
 
@@ -148,9 +165,10 @@ class StreamingVLM:
 
     @classmethod
     def from_pretrained(
-        cls, model_path: str | Path, *, device: str = "cpu", dtype: str = "auto", **settings
+        cls, model_path: str | Path, *, device: str = 'cpu', dtype: str = 'auto', **settings
     ) -> StreamingVLM:
-        """Load a checkpoint and start an empty memory.
+        """
+        Load a checkpoint and start an empty memory.
 
         Args:
             model_path: ``"tiny"`` or a local LLaVA-OneVision directory
@@ -163,19 +181,25 @@ class StreamingVLM:
             ValueError: an unknown setting or a bad value (names the field), or a model
                 directory that is missing or incomplete (names what is missing).
         """
-        memory_config, engine_config = split_settings({**settings, "device": device, "dtype": dtype})
+        memory_config, engine_config = split_settings(
+            {**settings, 'device': device, 'dtype': dtype}
+        )
         model = LlavaOnevision.from_pretrained(
             resolve_model_path(model_path), device=device, dtype=resolve_dtype(dtype, device)
         )
         return cls(model, memory_config, engine_config)
 
     def new_stream(self, **memory_settings) -> StreamingVLM:
-        """Another engine with its own empty memory on this engine's model (e.g. a second camera).
+        """
+        Another engine with its own empty memory on this engine's model (e.g. a second camera).
 
         ``memory_settings`` override fields of this engine's :class:`MemoryConfig`.
         """
         return StreamingVLM(
-            self.model, replace(self.memory_config, **memory_settings), self.engine_config, vision_encoder=self.encode
+            self.model,
+            replace(self.memory_config, **memory_settings),
+            self.engine_config,
+            vision_encoder=self.encode,
         )
 
     # ---- state ----------------------------------------------------------------------
@@ -184,7 +208,9 @@ class StreamingVLM:
         """Prefill the system prompt: the init segment, kept forever (spec A.4 step 0)."""
         text = INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt)
         ids = torch.tensor(self.model.tokenize(text), dtype=torch.int64)
-        writer = ClipPrefill(self.memory, self.rope, self.policy, self.memory_config, ids.numel(), self.kernels)
+        writer = ClipPrefill(
+            self.memory, self.rope, self.policy, self.memory_config, ids.numel(), self.kernels
+        )
         hidden = self.model.embed_tokens(ids)
         for layer in range(self.model.num_layers):
             hidden = self.model.layer_forward(layer, hidden, writer.attend)
@@ -207,7 +233,7 @@ class StreamingVLM:
         self._reset_stream()
 
     def stats(self) -> MemoryStats:
-        """Current occupancy, counters and last latencies."""
+        """Return the current occupancy, counters and last latencies."""
         memory = self.memory
         return MemoryStats(
             frames_ingested=self._frames_ingested,
@@ -230,32 +256,45 @@ class StreamingVLM:
     @staticmethod
     def _frames_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         if isinstance(frames, np.ndarray):
-            frames = torch.from_numpy(np.require(frames, requirements=("C", "W")))  # copies only if it must
-        if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            got = f"{type(frames).__name__} {getattr(frames, 'dtype', '?')} {tuple(getattr(frames, 'shape', ()))}"
-            raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] (numpy or torch), got {got}")
+            frames = torch.from_numpy(
+                np.require(frames, requirements=('C', 'W'))
+            )  # copies only if it must
+        if (
+            not isinstance(frames, torch.Tensor)
+            or frames.dtype != torch.uint8
+            or frames.ndim != 4
+            or frames.shape[-1] != 3
+        ):
+            shape = tuple(getattr(frames, 'shape', ()))
+            got = f'{type(frames).__name__} {getattr(frames, "dtype", "?")} {shape}'
+            raise ValueError(f'frames must be uint8 RGB [N, H, W, 3] (numpy or torch), got {got}')
         if frames.shape[1] == 0 or frames.shape[2] == 0:
-            raise ValueError(f"frames must not be empty, got shape {tuple(frames.shape)}")
+            raise ValueError(f'frames must not be empty, got shape {tuple(frames.shape)}')
         return frames
 
     def _check_stamps(self, stamps: Sequence[float], num_frames: int) -> list[float]:
         stamps = [float(s) for s in stamps]
         if len(stamps) != num_frames:
-            raise ValueError(f"got {num_frames} frames but {len(stamps)} stamps; one stamp (s) per frame")
+            raise ValueError(
+                f'got {num_frames} frames but {len(stamps)} stamps; one stamp (s) per frame'
+            )
         previous = self._newest_stamp
         for stamp in stamps:
             if not math.isfinite(stamp):
-                raise ValueError(f"stamps must be finite seconds, got {stamp}")
+                raise ValueError(f'stamps must be finite seconds, got {stamp}')
             if previous is not None and stamp < previous:
                 raise ValueError(
-                    f"stamps must not go backwards: {stamp:.6f} s after {previous:.6f} s "
-                    "(reset() the memory when the stream restarts)"
+                    f'stamps must not go backwards: {stamp:.6f} s after {previous:.6f} s '
+                    '(reset() the memory when the stream restarts)'
                 )
             previous = stamp
         return stamps
 
-    def ingest_iter(self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]) -> Iterator[None]:
-        """Accept frames; prefill every clip they complete, yielding between steps.
+    def ingest_iter(
+        self, frames: np.ndarray | torch.Tensor, stamps: Sequence[float]
+    ) -> Iterator[None]:
+        """
+        Accept frames; prefill every clip they complete, yielding between steps.
 
         Yields after the vision encoder and after each LLM layer of each clip prefill, so
         a caller can answer questions in between (:meth:`ask` reads only the committed
@@ -273,7 +312,9 @@ class StreamingVLM:
         frames = self._frames_tensor(frames)
         stamps = self._check_stamps(stamps, frames.shape[0])
         if self._ingesting:
-            raise RuntimeError("an ingest_iter() of this engine is still suspended; exhaust it first")
+            raise RuntimeError(
+                'an ingest_iter() of this engine is still suspended; exhaust it first'
+            )
         self._ingesting = True
         try:
             pixels = self.model.preprocess(frames)  # [N, 3, S, S]
@@ -296,13 +337,16 @@ class StreamingVLM:
         return self._clips_prefilled - before
 
     def flush_iter(self) -> Iterator[None]:
-        """Prefill the buffered frames as a (partial) clip, yielding between steps like :meth:`ingest_iter`.
+        """
+        Prefill the buffered frames as a (partial) clip, yielding like :meth:`ingest_iter`.
 
         Raises:
             RuntimeError: another ingestion of this engine is still suspended.
         """
         if self._ingesting:
-            raise RuntimeError("an ingest_iter() of this engine is still suspended; exhaust it first")
+            raise RuntimeError(
+                'an ingest_iter() of this engine is still suspended; exhaust it first'
+            )
         if not self._pending_pixels:
             return
         self._ingesting = True
@@ -331,7 +375,12 @@ class StreamingVLM:
         start = time.perf_counter()
         num_frames, per_frame, _ = tokens.shape
         writer = ClipPrefill(
-            self.memory, self.rope, self.policy, self.memory_config, num_frames * per_frame, self.kernels
+            self.memory,
+            self.rope,
+            self.policy,
+            self.memory_config,
+            num_frames * per_frame,
+            self.kernels,
         )
         hidden = tokens.reshape(num_frames * per_frame, -1)  # [T, D]
         for layer in range(self.model.num_layers):
@@ -347,25 +396,30 @@ class StreamingVLM:
         self, question: str, max_new_tokens: int | None, time_window: tuple[float, float] | None
     ) -> int:
         if not isinstance(question, str) or not question.strip():
-            raise ValueError("question must be a non-empty string")
+            raise ValueError('question must be a non-empty string')
         limit = self.engine_config.max_new_tokens if max_new_tokens is None else max_new_tokens
         if not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+            raise ValueError(f'max_new_tokens must be a positive integer, got {max_new_tokens!r}')
         if time_window is not None:
             t0, t1 = (float(t) for t in time_window)
             if not (math.isfinite(t0) and math.isfinite(t1) and t0 <= t1):
-                raise ValueError(f"time_window must be (t0, t1) finite seconds with t0 <= t1, got {time_window!r}")
+                raise ValueError(
+                    'time_window must be (t0, t1) finite seconds with t0 <= t1, '
+                    f'got {time_window!r}'
+                )
         return limit
 
     def _prefill_question(
         self, question: str, max_new_tokens: int, time_window: tuple[float, float] | None
     ) -> tuple[AnswerContext, torch.Tensor]:
-        """Retrieve per layer and prefill the answer prompt; returns the context and first logits ``[V]``."""
+        """Retrieve per layer, prefill the answer prompt; return the context and logits ``[V]``."""
         prefix = self.model.tokenize(QUESTION_PREFIX)
         body = self.model.tokenize(question.strip())
         suffix = self.model.tokenize(QUESTION_SUFFIX)
         ids = torch.tensor(prefix + body + suffix, dtype=torch.int64)
-        hidden = torch.cat((self.model.image_newline[None], self.model.embed_tokens(ids)))  # [1 + T_p, D]
+        hidden = torch.cat(
+            (self.model.image_newline[None], self.model.embed_tokens(ids))
+        )  # [1 + T_p, D]
         start = 1 + len(prefix)
         context = AnswerContext(
             self.memory,
@@ -382,8 +436,11 @@ class StreamingVLM:
             hidden = self.model.layer_forward(layer, hidden, context.attend)
         return context, self.model.logits(hidden[-1:])[0]
 
-    def offline_inputs(self, frames: np.ndarray | torch.Tensor, question: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The equivalent offline prompt for HF's own forward/``generate`` over all ``frames``.
+    def offline_inputs(
+        self, frames: np.ndarray | torch.Tensor, question: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Build the equivalent offline prompt for HF's forward/``generate`` over all ``frames``.
 
         Same token layout the engine streams: init, one ``<video>`` placeholder per frame
         token plus one for the newline, then the question prompt. For the exactness test
@@ -396,12 +453,19 @@ class StreamingVLM:
         model = self.model
         init = model.tokenize(INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt))
         video = [model.config.video_token_index] * (frames.shape[0] * model.tokens_per_frame + 1)
-        prompt = model.tokenize(QUESTION_PREFIX) + model.tokenize(question.strip()) + model.tokenize(QUESTION_SUFFIX)
+        prompt = (
+            model.tokenize(QUESTION_PREFIX)
+            + model.tokenize(question.strip())
+            + model.tokenize(QUESTION_SUFFIX)
+        )
         ids = torch.tensor([init + video + prompt], device=model.device)
         return ids, model.preprocess(frames)[None]
 
-    def next_token_logits(self, question: str, time_window: tuple[float, float] | None = None) -> torch.Tensor:
-        """Logits ``[V]`` (float32) of the first answer token, e.g. to score multiple-choice options.
+    def next_token_logits(
+        self, question: str, time_window: tuple[float, float] | None = None
+    ) -> torch.Tensor:
+        """
+        Return the first answer token's logits ``[V]`` (float32), e.g. to score options.
 
         Raises:
             ValueError: as :meth:`ask`.
@@ -417,7 +481,8 @@ class StreamingVLM:
         time_window: tuple[float, float] | None = None,
         on_token: OnToken | None = None,
     ) -> Answer:
-        """Answer ``question`` from memory by greedy decoding; the memory is not changed.
+        """
+        Answer ``question`` from memory by greedy decoding; the memory is not changed.
 
         Buffered frames of an unfinished clip are not seen (call :meth:`flush` first to
         include them).
@@ -438,22 +503,24 @@ class StreamingVLM:
         context, logits = self._prefill_question(question, limit, time_window)
         tokenizer = self.model.tokenizer
         token_ids: list[int] = []
-        text = ""
+        text = ''
         ttft = None
-        stop_reason = "length"
+        stop_reason = 'length'
         while True:
             token = int(logits.argmax())
             if ttft is None:
                 ttft = time.perf_counter() - start
             if token in self.model.stop_token_ids:
-                stop_reason = "eos"
+                stop_reason = 'eos'
                 break
             token_ids.append(token)
             decoded = tokenizer.decode(token_ids, skip_special_tokens=True)
-            delta = "" if decoded.endswith("\ufffd") else decoded[len(text) :]  # hold back partial UTF-8
+            delta = (
+                '' if decoded.endswith('\ufffd') else decoded[len(text):]
+            )  # hold back partial UTF-8
             text += delta
             if on_token is not None and on_token(token, delta) is False:
-                stop_reason = "cancelled"
+                stop_reason = 'cancelled'
                 break
             if len(token_ids) >= limit:
                 break

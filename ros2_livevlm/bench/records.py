@@ -1,4 +1,5 @@
-"""The benchmark result record of ``BENCHMARKS.md``, in one place for every benchmark.
+"""
+The benchmark result record of ``BENCHMARKS.md``, in one place for every benchmark.
 
 One JSON object per (policy, stream length) line::
 
@@ -12,11 +13,12 @@ print them with :func:`markdown_table` and write them with :func:`write_jsonl`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Sequence
 import json
 import os
-import subprocess
-from collections.abc import Iterable, Sequence
 from pathlib import Path
+import subprocess
 from typing import Any
 
 import numpy as np
@@ -26,10 +28,10 @@ from ..engine import StreamingVLM
 
 
 def git_sha() -> str:
-    """The checkout's commit, or ``unknown`` outside a git checkout."""
+    """Return the checkout's commit, or ``unknown`` outside a git checkout."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
+            ['git', 'rev-parse', '--short=12', 'HEAD'],
             capture_output=True,
             text=True,
             check=True,
@@ -37,53 +39,53 @@ def git_sha() -> str:
         )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return 'unknown'
 
 
 def device_name(device: str) -> str:
     """``cpu`` or ``cuda:<GPU name>``."""
-    if torch.device(device).type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
-    return "cpu"
+    if torch.device(device).type == 'cuda':
+        return f'cuda:{torch.cuda.get_device_name(torch.device(device))}'
+    return 'cpu'
 
 
 def resident_bytes() -> int:
     """Resident set size of this process now, bytes (Linux ``/proc/self/statm``; 0 elsewhere)."""
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        pages = int(Path('/proc/self/statm').read_text().split()[1])
     except (OSError, IndexError, ValueError):
         return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
+    return pages * os.sysconf('SC_PAGE_SIZE')
 
 
 def quantiles(values: Sequence[float]) -> dict[str, float | None]:
     """``{"p50", "p95"}`` of ``values`` (None when empty)."""
     if not values:
-        return {"p50": None, "p95": None}
-    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+        return {'p50': None, 'p95': None}
+    return {'p50': float(np.percentile(values, 50)), 'p95': float(np.percentile(values, 95))}
 
 
 def engine_setup(engine: StreamingVLM) -> dict[str, Any]:
-    """The ``device``, ``dtype``, ``model``, ``policy`` and ``memory`` fields of a record for ``engine``."""
+    """Return the device, dtype, model, policy and memory fields of a record for ``engine``."""
     model, memory = engine.model, engine.memory_config
     return {
-        "device": device_name(engine.engine_config.device),
-        "dtype": str(model.dtype).removeprefix("torch."),
-        "model": {
-            "name": model.path.name if model.path else "unknown",
-            "layers": model.num_layers,
-            "hidden": model.hidden_size,
-            "heads": model.num_heads,
-            "kv_heads": model.num_kv_heads,
-            "tokens_per_frame": model.tokens_per_frame,
+        'device': device_name(engine.engine_config.device),
+        'dtype': str(model.dtype).removeprefix('torch.'),
+        'model': {
+            'name': model.path.name if model.path else 'unknown',
+            'layers': model.num_layers,
+            'hidden': model.hidden_size,
+            'heads': model.num_heads,
+            'kv_heads': model.num_kv_heads,
+            'tokens_per_frame': model.tokens_per_frame,
         },
-        "policy": memory.policy,
-        "memory": {
-            "budget_tokens": engine.policy.budget_tokens,
-            "page_size": memory.page_size,
-            "retrieval_ratio": memory.retrieval_ratio,
-            "short_term_frames": memory.short_term_frames,
-            "frames_per_clip": engine.engine_config.frames_per_clip,
+        'policy': memory.policy,
+        'memory': {
+            'budget_tokens': engine.policy.budget_tokens,
+            'page_size': memory.page_size,
+            'retrieval_ratio': memory.retrieval_ratio,
+            'short_term_frames': memory.short_term_frames,
+            'frames_per_clip': engine.engine_config.frames_per_clip,
         },
     }
 
@@ -103,33 +105,37 @@ def record(
     accuracy: float | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One result record (BENCHMARKS.md) from measured values, for engines in this process or not.
+    """
+    Build one BENCHMARKS.md result record from measured values.
 
     Args:
         setup: ``device``, ``dtype``, ``model``, ``policy``, ``memory`` (:func:`engine_setup`
             builds them for an engine; the live evaluation builds them for a node).
         frames: frames seen by the stream.
-        kv_tokens / kv_bytes: memory occupancy (all segments; bytes of K and V, all layers).
+        kv_tokens: tokens resident in the memory (all segments).
+        kv_bytes: bytes of K and V resident, all layers.
         peak_bytes: peak process memory (GPU allocator or RSS), bytes.
-        ttft_s / answer_s / tpot_s: samples in seconds (summarised as p50/p95).
+        ttft_s: time-to-first-token samples, s (summarised as p50/p95).
+        answer_s: question-to-last-token samples, s.
+        tpot_s: time-per-output-token samples, s.
         ingest_fps: sustained frames per second through encode + prefill + memory update.
         tokens_attended: context length the answers attended to.
         accuracy: benchmark accuracy in [0, 1], or None when not meaningful.
         **extra: further fields, appended as they are.
     """
     return {
-        "git_sha": git_sha(),
+        'git_sha': git_sha(),
         **setup,
-        "frames": frames,
-        "kv_tokens": kv_tokens,
-        "kv_bytes": kv_bytes,
-        "peak_bytes": peak_bytes,
-        "ttft_s": quantiles(ttft_s),
-        "answer_s": {"p50": quantiles(answer_s)["p50"]},
-        "tpot_s": {"p50": quantiles(tpot_s)["p50"]},
-        "ingest_fps": ingest_fps,
-        "tokens_attended": tokens_attended,
-        "accuracy": accuracy,
+        'frames': frames,
+        'kv_tokens': kv_tokens,
+        'kv_bytes': kv_bytes,
+        'peak_bytes': peak_bytes,
+        'ttft_s': quantiles(ttft_s),
+        'answer_s': {'p50': quantiles(answer_s)['p50']},
+        'tpot_s': {'p50': quantiles(tpot_s)['p50']},
+        'ingest_fps': ingest_fps,
+        'tokens_attended': tokens_attended,
+        'accuracy': accuracy,
         **extra,
     }
 
@@ -147,7 +153,7 @@ def make_record(
     accuracy: float | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One result record for ``engine``'s policy after ``frames`` frames, occupancy read now (:func:`record`)."""
+    """Build the record of ``engine``'s policy after ``frames`` frames, occupancy read now."""
     stats = engine.stats()
     return record(
         engine_setup(engine),
@@ -166,31 +172,33 @@ def make_record(
 
 
 def _cell(value: Any, scale: float = 1.0, digits: int = 2) -> str:
-    return "-" if value is None else f"{value * scale:.{digits}f}"
+    return '-' if value is None else f'{value * scale:.{digits}f}'
 
 
 def markdown_table(records: Iterable[dict[str, Any]]) -> str:
-    """A Markdown table of records: policy, frames, KV, TTFT, answer time, ingest rate, accuracy."""
+    """Format records as a Markdown table: policy, frames, KV, TTFT, answer time, accuracy."""
     lines = [
-        "| policy | frames | kv_tokens | kv_MiB | ttft_ms p50 | ttft_ms p95 | answer_ms p50 | ingest_fps | attended | accuracy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        '| policy | frames | kv_tokens | kv_MiB | ttft_ms p50 | ttft_ms p95 | answer_ms p50 '
+        '| ingest_fps | attended | accuracy |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ]
     for r in records:
         lines.append(
-            f"| {r['policy']} | {r['frames']} | {r['kv_tokens'] if r['kv_tokens'] is not None else '-'} "
-            f"| {_cell(r['kv_bytes'], 1 / 2**20)} | {_cell(r['ttft_s']['p50'], 1e3, 1)} "
-            f"| {_cell(r['ttft_s']['p95'], 1e3, 1)} | {_cell(r['answer_s']['p50'], 1e3, 1)} "
-            f"| {_cell(r['ingest_fps'], 1, 1)} | {_cell(r['tokens_attended'], 1, 0)} "
-            f"| {_cell(r['accuracy'], 100, 1) + ('%' if r['accuracy'] is not None else '')} |"
+            f'| {r["policy"]} | {r["frames"]} '
+            f'| {r["kv_tokens"] if r["kv_tokens"] is not None else "-"} '
+            f'| {_cell(r["kv_bytes"], 1 / 2**20)} | {_cell(r["ttft_s"]["p50"], 1e3, 1)} '
+            f'| {_cell(r["ttft_s"]["p95"], 1e3, 1)} | {_cell(r["answer_s"]["p50"], 1e3, 1)} '
+            f'| {_cell(r["ingest_fps"], 1, 1)} | {_cell(r["tokens_attended"], 1, 0)} '
+            f'| {_cell(r["accuracy"], 100, 1) + ("%" if r["accuracy"] is not None else "")} |'
         )
-    return "\n".join(lines)
+    return '\n'.join(lines)
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write records as JSON lines to ``path`` (parents created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
+    with path.open('w') as f:
         for record in records:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record) + '\n')
     return path

@@ -1,4 +1,5 @@
-"""Streaming benchmark: memory, TTFT and ingest rate vs frames seen, for every policy, in one run.
+"""
+Streaming benchmark: memory, TTFT and ingest rate vs frames seen, for every policy, in one run.
 
     python -m ros2_livevlm.bench.stream [--lengths 64,128,256,512,1024] [--json FILE]
 
@@ -17,65 +18,83 @@ real). ``--model-path`` runs a real checkpoint instead.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from .records import make_record
+from .records import markdown_table
+from .records import resident_bytes
+from .records import write_jsonl
 from ..engine import StreamingVLM
-from ..eval.scenes import SCENE_NAMES, dwell, render, scene_image
-from ..models import TinySpec, tiny_checkpoint
-from .records import make_record, markdown_table, resident_bytes, write_jsonl
+from ..eval.scenes import dwell
+from ..eval.scenes import render
+from ..eval.scenes import scene_image
+from ..eval.scenes import SCENE_NAMES
+from ..models import tiny_checkpoint
+from ..models import TinySpec
+
 
 BENCH_SPEC = TinySpec(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=512)
 """Tiny random model for CPU: 16 tokens per frame, 4 layers, 4 query / 2 KV heads of 64."""
 
 BENCH_MEMORY = {
-    "frames_per_clip": 16,
-    "budget_tokens": 1024,
-    "short_term_frames": 2,
-    "observation_tokens": 32,
-    "page_size": 16,
-    "retrieval_ratio": 0.4,
-    "sink_tokens": 16,
+    'frames_per_clip': 16,
+    'budget_tokens': 1024,
+    'short_term_frames': 2,
+    'observation_tokens': 32,
+    'page_size': 16,
+    'retrieval_ratio': 0.4,
+    'sink_tokens': 16,
 }
 """Memory settings scaled to the tiny model: 16 tokens per frame, so the budget is 64 frames."""
 
-POLICIES = ("full", "recent_frames", "window", "vsb", "livevlm")
-QUESTIONS = ("What did you see first?", "Did you see a cat?", "What are you looking at now?")
+POLICIES = ('full', 'recent_frames', 'window', 'vsb', 'livevlm')
+QUESTIONS = ('What did you see first?', 'Did you see a cat?', 'What are you looking at now?')
 
 
-def tour(num_frames: int, size: tuple[int, int] = (96, 128), dwell_frames: int = 16, seed: int = 0) -> np.ndarray:
-    """A camera tour over the real-photo scenes, ``dwell_frames`` per scene: uint8 ``[N, H, W, 3]``."""
+def tour(
+    num_frames: int, size: tuple[int, int] = (96, 128), dwell_frames: int = 16, seed: int = 0
+) -> np.ndarray:
+    """Render a camera tour of the photo scenes, ``dwell_frames`` each: uint8 ``[N, H, W, 3]``."""
     rng = np.random.default_rng(seed)
     frames = []
     while len(frames) < num_frames:
         image = scene_image(SCENE_NAMES[rng.integers(len(SCENE_NAMES))])
-        frames.extend(render(image, view, size, rng, noise=2.0) for view in dwell(rng, dwell_frames))
+        frames.extend(
+            render(image, view, size, rng, noise=2.0) for view in dwell(rng, dwell_frames)
+        )
     return np.stack(frames[:num_frames])
 
 
 def measure_answers(
     engine: StreamingVLM, questions: Sequence[str], repeats: int, max_new_tokens: int
 ) -> dict[str, list[float]]:
-    """Ask every question ``repeats`` times after one warm-up answer; TTFT, answer time, TPOT (s)."""
+    """Ask each question ``repeats`` times after a warm-up answer; TTFT, answer time, TPOT (s)."""
     engine.ask(questions[0], max_new_tokens=max_new_tokens)  # warm-up, excluded
-    samples: dict[str, list[float]] = {"ttft": [], "answer": [], "tpot": [], "attended": []}
+    samples: dict[str, list[float]] = {'ttft': [], 'answer': [], 'tpot': [], 'attended': []}
     for _ in range(repeats):
         for question in questions:
             answer = engine.ask(question, max_new_tokens=max_new_tokens)
-            samples["ttft"].append(answer.ttft_s)
-            samples["answer"].append(answer.total_s)
-            samples["attended"].append(answer.tokens_attended)
+            samples['ttft'].append(answer.ttft_s)
+            samples['answer'].append(answer.total_s)
+            samples['attended'].append(answer.tokens_attended)
             if len(answer.token_ids) > 1:
-                samples["tpot"].append((answer.total_s - answer.ttft_s) / (len(answer.token_ids) - 1))
+                samples['tpot'].append(
+                    (answer.total_s - answer.ttft_s) / (len(answer.token_ids) - 1)
+                )
     return samples
 
 
 def stream_policy(
-    base: StreamingVLM, policy: str, frames: np.ndarray, lengths: Sequence[int], args: argparse.Namespace
+    base: StreamingVLM,
+    policy: str,
+    frames: np.ndarray,
+    lengths: Sequence[int],
+    args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
     """Stream ``frames`` through a fresh memory of ``policy``; one record per length."""
     engine = base.new_stream(policy=policy)
@@ -92,11 +111,11 @@ def stream_policy(
             make_record(
                 engine,
                 frames=length,
-                ttft_s=samples["ttft"],
-                answer_s=samples["answer"],
-                tpot_s=samples["tpot"],
+                ttft_s=samples['ttft'],
+                answer_s=samples['answer'],
+                tpot_s=samples['tpot'],
                 ingest_fps=ingest_fps,
-                tokens_attended=float(np.mean(samples["attended"])),
+                tokens_attended=float(np.mean(samples['attended'])),
                 peak_bytes=peak,
                 rt_factor=ingest_fps / args.stream_fps,
             )
@@ -105,18 +124,29 @@ def stream_policy(
 
 
 @torch.inference_mode()
-def offline_record(base: StreamingVLM, frames: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
-    """HF ``generate`` over all frames at question time (encode + prefill everything per question)."""
+def offline_record(
+    base: StreamingVLM, frames: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Time HF ``generate`` over all frames per question (encode + prefill everything again)."""
     model = base.model
     ttft = []
     for i in range(args.repeats * len(QUESTIONS) + 1):
         start = time.perf_counter()
         ids, pixels = base.offline_inputs(frames, QUESTIONS[i % len(QUESTIONS)])
-        model.hf.generate(input_ids=ids, pixel_values_videos=pixels, max_new_tokens=1, do_sample=False)
+        model.hf.generate(
+            input_ids=ids, pixel_values_videos=pixels, max_new_tokens=1, do_sample=False
+        )
         if i:  # the first is a warm-up
             ttft.append(time.perf_counter() - start)
     num_tokens = int(ids.shape[1])
-    kv_bytes = 2 * model.num_layers * model.num_kv_heads * model.head_dim * num_tokens * model.dtype.itemsize
+    kv_bytes = (
+        2
+        * model.num_layers
+        * model.num_kv_heads
+        * model.head_dim
+        * num_tokens
+        * model.dtype.itemsize
+    )
     record = make_record(
         base,
         frames=len(frames),
@@ -127,84 +157,127 @@ def offline_record(base: StreamingVLM, frames: np.ndarray, args: argparse.Namesp
         tokens_attended=num_tokens,
         peak_bytes=resident_bytes(),
     )
-    return {**record, "policy": "offline", "kv_tokens": num_tokens, "kv_bytes": kv_bytes, "memory": None}
+    return {
+        **record,
+        'policy': 'offline',
+        'kv_tokens': num_tokens,
+        'kv_bytes': kv_bytes,
+        'memory': None,
+    }
 
 
 def headline(records: list[dict[str, Any]]) -> list[str]:
-    """The ratios BENCHMARKS.md asks for, as printable lines."""
+    """Return the ratios BENCHMARKS.md asks for, as printable lines."""
 
     def find(policy: str, frames: int) -> dict[str, Any] | None:
-        return next((r for r in records if r["policy"] == policy and r["frames"] == frames), None)
+        return next((r for r in records if r['policy'] == policy and r['frames'] == frames), None)
 
     def ttft(record: dict[str, Any]) -> float:
-        return record["ttft_s"]["p50"]
+        return record['ttft_s']['p50']
 
-    lengths = sorted({r["frames"] for r in records if r["policy"] != "offline"})
+    lengths = sorted({r['frames'] for r in records if r['policy'] != 'offline'})
     longest, shortest = lengths[-1], lengths[0]
     lines = []
-    full, live = find("full", longest), find("livevlm", longest)
+    full, live = find('full', longest), find('livevlm', longest)
     if full and live:
-        lines.append(f"ttft(full) / ttft(livevlm) at {longest} frames: {ttft(full) / ttft(live):.2f}")
-        lines.append(f"kv_bytes(full) / kv_bytes(livevlm) at {longest} frames: {full['kv_bytes'] / live['kv_bytes']:.2f}")
-    live_short = find("livevlm", shortest)
+        lines.append(
+            f'ttft(full) / ttft(livevlm) at {longest} frames: {ttft(full) / ttft(live):.2f}'
+        )
+        lines.append(
+            f'kv_bytes(full) / kv_bytes(livevlm) at {longest} frames: '
+            f'{full["kv_bytes"] / live["kv_bytes"]:.2f}'
+        )
+    live_short = find('livevlm', shortest)
     if live and live_short:
         lines.append(
-            f"ttft(livevlm, {longest}) / ttft(livevlm, {shortest}) (flatness): {ttft(live) / ttft(live_short):.2f}"
+            f'ttft(livevlm, {longest}) / ttft(livevlm, {shortest}) (flatness): '
+            f'{ttft(live) / ttft(live_short):.2f}'
         )
-    for record in (r for r in records if r["policy"] == "offline"):
-        live_same = find("livevlm", record["frames"])
+    for record in (r for r in records if r['policy'] == 'offline'):
+        live_same = find('livevlm', record['frames'])
         if live_same:
             lines.append(
-                f"ttft(offline re-prefill) / ttft(livevlm) at {record['frames']} frames: "
-                f"{ttft(record) / ttft(live_same):.1f}"
+                f'ttft(offline re-prefill) / ttft(livevlm) at {record["frames"]} frames: '
+                f'{ttft(record) / ttft(live_same):.1f}'
             )
     return lines
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", default=None, help="local LLaVA-OneVision directory (default: tiny random bench model)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | float16 | bfloat16")
-    parser.add_argument("--lengths", default="64,128,256,512,1024", help="frames seen at which to measure")
-    parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated memory policies")
-    parser.add_argument("--offline-max", type=int, default=256, help="longest stream for the offline baseline (frames)")
-    parser.add_argument("--repeats", type=int, default=3, help="times each question is asked per length")
-    parser.add_argument("--max-new-tokens", type=int, default=8, help="answer length limit (tokens)")
-    parser.add_argument("--stream-fps", type=float, default=1.0, help="sampled stream rate for stamps and rt_factor (Hz)")
-    parser.add_argument("--json", default=None, help="write the records as JSON lines to this file")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--model-path',
+        default=None,
+        help='local LLaVA-OneVision directory (default: tiny random bench model)',
+    )
+    parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    parser.add_argument('--dtype', default='auto', help='auto | float32 | float16 | bfloat16')
+    parser.add_argument(
+        '--lengths', default='64,128,256,512,1024', help='frames seen at which to measure'
+    )
+    parser.add_argument(
+        '--policies', default=','.join(POLICIES), help='comma-separated memory policies'
+    )
+    parser.add_argument(
+        '--offline-max',
+        type=int,
+        default=256,
+        help='longest stream for the offline baseline (frames)',
+    )
+    parser.add_argument(
+        '--repeats', type=int, default=3, help='times each question is asked per length'
+    )
+    parser.add_argument(
+        '--max-new-tokens', type=int, default=8, help='answer length limit (tokens)'
+    )
+    parser.add_argument(
+        '--stream-fps',
+        type=float,
+        default=1.0,
+        help='sampled stream rate for stamps and rt_factor (Hz)',
+    )
+    parser.add_argument(
+        '--json', default=None, help='write the records as JSON lines to this file'
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    lengths = sorted(int(x) for x in args.lengths.split(","))
-    if any(length % BENCH_MEMORY["frames_per_clip"] for length in lengths):
-        raise SystemExit(f"--lengths must be multiples of frames_per_clip={BENCH_MEMORY['frames_per_clip']}")
+    lengths = sorted(int(x) for x in args.lengths.split(','))
+    if any(length % BENCH_MEMORY['frames_per_clip'] for length in lengths):
+        raise SystemExit(
+            f'--lengths must be multiples of frames_per_clip={BENCH_MEMORY["frames_per_clip"]}'
+        )
     model_path = args.model_path or tiny_checkpoint(BENCH_SPEC)
     torch.manual_seed(0)
-    base = StreamingVLM.from_pretrained(model_path, device=args.device, dtype=args.dtype, **BENCH_MEMORY)
+    base = StreamingVLM.from_pretrained(
+        model_path, device=args.device, dtype=args.dtype, **BENCH_MEMORY
+    )
     frames = tour(lengths[-1])
     print(
-        f"model {model_path} | {base.model.num_layers} layers, hidden {base.model.hidden_size}, "
-        f"{base.model.tokens_per_frame} tokens/frame | device {args.device} | {torch.get_num_threads()} threads"
+        f'model {model_path} | {base.model.num_layers} layers, hidden {base.model.hidden_size}, '
+        f'{base.model.tokens_per_frame} tokens/frame | device {args.device} | '
+        f'{torch.get_num_threads()} threads'
     )
     records = []
-    for policy in args.policies.split(","):
+    for policy in args.policies.split(','):
         start = time.perf_counter()
         records += stream_policy(base, policy, frames, lengths, args)
-        print(f"  {policy}: {time.perf_counter() - start:.1f} s")
+        print(f'  {policy}: {time.perf_counter() - start:.1f} s')
     for length in (n for n in lengths if n <= args.offline_max):
         records.append(offline_record(base, frames[:length], args))
-        print(f"  offline re-prefill at {length} frames done")
+        print(f'  offline re-prefill at {length} frames done')
     print()
     print(markdown_table(records))
     print()
     for line in headline(records):
         print(line)
     if args.json:
-        print(f"\nrecords: {write_jsonl(records, args.json)}")
+        print(f'\nrecords: {write_jsonl(records, args.json)}')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

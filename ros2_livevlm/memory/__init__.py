@@ -1,11 +1,24 @@
-"""The streaming KV memory: ``[init | long-term | short-term]`` per layer, VSB, PaR, policies.
+"""
+The streaming KV memory: ``[init | long-term | short-term]`` per layer, VSB, PaR, policies.
 
 Imports only torch (and the settings dataclasses). See :mod:`.store` for the layout.
 """
 
-from .context import AnswerContext, ClipPrefill
-from .policies import POLICY_CLASSES, MemoryPolicy, make_policy
+from .context import AnswerContext
+from .context import ClipPrefill
+from .policies import make_policy
+from .policies import MemoryPolicy
+from .policies import POLICY_CLASSES
 from .rope import Rope
 from .store import VideoMemory
 
-__all__ = ["AnswerContext", "ClipPrefill", "MemoryPolicy", "POLICY_CLASSES", "Rope", "VideoMemory", "make_policy"]
+
+__all__ = [
+    'AnswerContext',
+    'ClipPrefill',
+    'MemoryPolicy',
+    'POLICY_CLASSES',
+    'Rope',
+    'VideoMemory',
+    'make_policy',
+]

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
+import torch.nn.functional as F
 
 from .rope import Rope
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Grouped-query attention of new tokens over ``[context | new tokens]``, causal.
+    """
+    Grouped-query attention of new tokens over ``[context | new tokens]``, causal.
 
     The last ``T`` keys belong to the queries themselves (causal among them); all earlier
     keys are context every query sees. ``softmax(q kᵀ / sqrt(d)) v``.
@@ -30,12 +31,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     """
     num_queries, num_keys = q.shape[1], k.shape[1]
     mask = causal_lower_right(num_queries, num_keys) if num_queries > 1 else None
-    return F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, enable_gqa=True)[0]
+    return F.scaled_dot_product_attention(
+        q[None], k[None], v[None], attn_mask=mask, enable_gqa=True
+    )[0]
 
 
 @dataclass(frozen=True)
 class PagedKV:
-    """Keys and values of one layer, read in place through a page table (no gather, no copy).
+    """
+    Keys and values of one layer, read in place through a page table (no gather, no copy).
 
     A page is a run of at most ``page_size`` consecutive tokens of the ``k``/``v`` buffers
     (e.g. :attr:`VideoMemory.k` ``[layer]``, a view); the attended context is the
@@ -63,9 +67,15 @@ class PagedKV:
 
     @classmethod
     def from_index(
-        cls, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, index: torch.Tensor, page_size: int
+        cls,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        positions: torch.Tensor,
+        index: torch.Tensor,
+        page_size: int,
     ) -> PagedKV:
-        """Page table of the buffer tokens ``index`` ``[N]`` (ascending int64).
+        """
+        Page table of the buffer tokens ``index`` ``[N]`` (ascending int64).
 
         Each run of consecutive indices is cut into pages of ``page_size`` tokens (the last
         page of a run may be shorter), so ``[init | retrieved pages | short-term]`` becomes
@@ -75,11 +85,19 @@ class PagedKV:
         new_run = torch.ones(num, dtype=torch.bool, device=index.device)
         new_run[1:] = index[1:] != index[:-1] + 1
         run_first = new_run.nonzero().squeeze(1)  # [R] where each run starts in index
-        offset = torch.arange(num, device=index.device) - run_first[new_run.cumsum(0) - 1]  # [N] offset in its run
+        offset = (
+            torch.arange(num, device=index.device) - run_first[new_run.cumsum(0) - 1]
+        )  # [N] offset in its run
         page_first = (new_run | (offset % page_size == 0)).nonzero().squeeze(1)  # [P]
         lengths = torch.diff(page_first, append=torch.tensor([num], device=index.device))
         return cls(
-            k, v, positions, index[page_first].to(torch.int32), lengths.to(torch.int32), page_size, num
+            k,
+            v,
+            positions,
+            index[page_first].to(torch.int32),
+            lengths.to(torch.int32),
+            page_size,
+            num,
         )
 
     def token_index(self) -> torch.Tensor:
@@ -92,7 +110,8 @@ class PagedKV:
 def paged_attention(
     q: torch.Tensor, context: PagedKV, k_tail: torch.Tensor, v_tail: torch.Tensor, rope: Rope
 ) -> torch.Tensor:
-    """Attention of new tokens over ``[paged context | tail]``: the reference of the paged kernel.
+    """
+    Attention of new tokens over ``[paged context | tail]``: the reference of the paged kernel.
 
     The context is gathered through the page table and rotated by its positions, then
     :func:`attention` runs over ``[context | tail]``; the last ``T`` tail tokens are the
@@ -110,6 +129,8 @@ def paged_attention(
         ``[H, T, d]`` in ``q``'s dtype.
     """
     index = context.token_index()
-    keys = torch.cat((rope.apply(context.k[:, index], context.positions[index]), k_tail), dim=1)  # [G, N + T_tail, d]
+    keys = torch.cat(
+        (rope.apply(context.k[:, index], context.positions[index]), k_tail), dim=1
+    )  # [G, N + T_tail, d]
     values = torch.cat((context.v[:, index], v_tail), dim=1)
     return attention(q, keys, values)

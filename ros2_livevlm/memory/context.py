@@ -1,4 +1,5 @@
-"""The two ways the LLM's layers use the memory: writing a clip, and answering.
+"""
+The two ways the LLM's layers use the memory: writing a clip, and answering.
 
 Both are :class:`~ros2_livevlm.models.AttendFn` providers: the backbone's layer loop
 hands each layer's pre-RoPE ``q, k, v`` to ``attend(layer, q, k, v)``; the provider picks
@@ -25,17 +26,22 @@ from __future__ import annotations
 
 import torch
 
-from ..config import MemoryConfig
 from .attention import PagedKV
-from .kernels import TORCH_KERNELS, MemoryKernels
-from .par import page_keys, page_spans, page_tokens, select_pages
+from .kernels import MemoryKernels
+from .kernels import TORCH_KERNELS
+from .par import page_keys
+from .par import page_spans
+from .par import page_tokens
+from .par import select_pages
 from .policies import MemoryPolicy
 from .rope import Rope
 from .store import VideoMemory
+from ..config import MemoryConfig
 
 
 class ClipPrefill:
-    """Attention provider for prefilling one clip (or the init prompt) into ``memory``.
+    """
+    Attention provider for prefilling one clip (or the init prompt) into ``memory``.
 
     Args:
         memory: the memory the clip attends to and is committed into.
@@ -58,12 +64,16 @@ class ClipPrefill:
         self.memory, self.rope, self.policy, self.kernels = memory, rope, policy, kernels
         self.num_tokens = num_tokens
         self.num_obs = min(config.observation_tokens, num_tokens)
-        self.original_positions = config.positions == "original"
+        self.original_positions = config.positions == 'original'
         total = memory.num_tokens + num_tokens
         self.compacted_positions = torch.arange(total, device=memory.k.device)
-        self.clip_positions = memory.next_position + torch.arange(num_tokens, device=memory.k.device)
-        num_candidates = total - memory.num_init - min(
-            memory.short_term_tokens, memory.num_short_term + num_tokens
+        self.clip_positions = memory.next_position + torch.arange(
+            num_tokens, device=memory.k.device
+        )
+        num_candidates = (
+            total
+            - memory.num_init
+            - min(memory.short_term_tokens, memory.num_short_term + num_tokens)
         )
         budget = policy.budget_tokens
         self.want_scores = policy.needs_scores and budget is not None and num_candidates > budget
@@ -76,14 +86,20 @@ class ClipPrefill:
             return torch.cat((self.memory.pos[layer], self.clip_positions))
         return self.compacted_positions
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def attend(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
         """Clip queries ``[H, T, d]`` over ``[memory | clip]``; records K/V and VSB scores."""
         positions = self._positions(layer)  # [n + T]
-        keys = self.rope.apply(torch.cat((self.memory.k[layer], k), dim=1), positions)  # [G, n + T, d]
+        keys = self.rope.apply(
+            torch.cat((self.memory.k[layer], k), dim=1), positions
+        )  # [G, n + T, d]
         values = torch.cat((self.memory.v[layer], v), dim=1)
-        queries = self.rope.apply(q, positions[-self.num_tokens :])  # [H, T, d]
+        queries = self.rope.apply(q, positions[-self.num_tokens:])  # [H, T, d]
         if self.want_scores:
-            self.scores.append(self.kernels.vsb_scores(queries[:, -self.num_obs :], keys))  # [n + T]
+            self.scores.append(
+                self.kernels.vsb_scores(queries[:, -self.num_obs:], keys)
+            )  # [n + T]
         self.new_k.append(k)
         self.new_v.append(v)
         return self.kernels.attention(queries, keys, values)
@@ -101,7 +117,8 @@ class ClipPrefill:
 
 
 class AnswerContext:
-    """Attention provider for one answer: prompt prefill with per-layer retrieval, then decode.
+    """
+    Attention provider for one answer: prompt prefill with per-layer retrieval, then decode.
 
     Args:
         memory: the memory to answer from (read only).
@@ -145,7 +162,9 @@ class AnswerContext:
         self.pages: list[PagedKV | None] = [None] * num_layers
         self.length = [0] * num_layers  # filled slots per layer
         self.next_position = [0] * num_layers  # RoPE position of the next token per layer
-        self.retrieved_frames: list[torch.Tensor] = []  # frame index of each retrieved token, per layer
+        self.retrieved_frames: list[
+            torch.Tensor
+        ] = []  # frame index of each retrieved token, per layer
         self.retrieved_stamps: list[torch.Tensor] = []
         self.context_tokens = [0] * num_layers  # memory tokens attended per layer
 
@@ -154,7 +173,9 @@ class AnswerContext:
     def _allowed_pages(self, layer: int) -> torch.Tensor | None:
         if self.time_window is None:
             return None
-        first, last = page_spans(self.memory.stamp[layer, self.memory.long_term], self.config.page_size)
+        first, last = page_spans(
+            self.memory.stamp[layer, self.memory.long_term], self.config.page_size
+        )
         t0, t1 = self.time_window
         return (last >= t0) & (first <= t1)
 
@@ -167,7 +188,7 @@ class AnswerContext:
             return None
         keys = memory.k[layer, :, lt]  # [G, n_lt, d], before RoPE
         queries = q[:, self.question]  # [H, n_q, d], before RoPE
-        if cfg.retrieval_keys == "positional":
+        if cfg.retrieval_keys == 'positional':
             # LiveVLM Table 1 ablation: keys rotated by their original positions (as a cache
             # of post-RoPE keys holds them), queries by the prompt's original positions.
             keys = self.rope.apply(keys, memory.pos[layer, lt])
@@ -189,7 +210,9 @@ class AnswerContext:
 
     # ---- attention ------------------------------------------------------------------
 
-    def _prefill(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _prefill(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
         memory = self.memory
         num_prompt = q.shape[1]
         selected = self._long_term_tokens(layer, q)
@@ -199,7 +222,7 @@ class AnswerContext:
             index = torch.cat((index[: lt.start], index[lt][selected], index[memory.short_term]))
         num_ctx = index.numel()
         self.context_tokens[layer] = num_ctx
-        if self.config.positions == "original":
+        if self.config.positions == 'original':
             context_positions = memory.pos[layer, index]
             prompt_positions = memory.next_position + torch.arange(num_prompt, device=q.device)
         else:
@@ -217,34 +240,45 @@ class AnswerContext:
         if stored:
             keys[:, :num_ctx] = self.rope.apply(memory.k[layer][:, index], context_positions)
             values[:, :num_ctx] = memory.v[layer][:, index]
-        keys[:, stored : stored + num_prompt] = self.rope.apply(k, prompt_positions)
-        values[:, stored : stored + num_prompt] = v
+        keys[:, stored:stored + num_prompt] = self.rope.apply(k, prompt_positions)
+        values[:, stored:stored + num_prompt] = v
         self.keys[layer], self.values[layer] = keys, values
         self.length[layer] = stored + num_prompt
         return self._attention(layer, self.rope.apply(q, prompt_positions))
 
-    def _page_table(self, layer: int, index: torch.Tensor, context_positions: torch.Tensor) -> PagedKV:
-        """The memory tokens ``index [N]`` of ``layer`` as pages read in place, each token
-        rotated by its ``context_positions`` entry inside the kernel."""
+    def _page_table(
+        self, layer: int, index: torch.Tensor, context_positions: torch.Tensor
+    ) -> PagedKV:
+        """
+        Describe memory tokens ``index [N]`` of ``layer`` as pages read in place.
+
+        Each token is rotated by its ``context_positions`` entry inside the kernel.
+        """
         memory = self.memory
         positions = torch.zeros(memory.num_tokens, dtype=torch.int64, device=index.device)  # [n]
         positions[index] = context_positions
-        return PagedKV.from_index(memory.k[layer], memory.v[layer], positions, index, self.config.page_size)
+        return PagedKV.from_index(
+            memory.k[layer], memory.v[layer], positions, index, self.config.page_size
+        )
 
-    def _decode(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _decode(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
         keys, values = self.keys[layer], self.values[layer]
         slot, num_new = self.length[layer], q.shape[1]
         if slot + num_new > keys.shape[1]:
-            raise RuntimeError(f"answer context full: {keys.shape[1]} slots, max_new_tokens={self.max_new_tokens}")
+            raise RuntimeError(
+                f'answer context full: {keys.shape[1]} slots, max_new_tokens={self.max_new_tokens}'
+            )
         positions = self.next_position[layer] + torch.arange(num_new, device=q.device)
-        keys[:, slot : slot + num_new] = self.rope.apply(k, positions)
-        values[:, slot : slot + num_new] = v
+        keys[:, slot:slot + num_new] = self.rope.apply(k, positions)
+        values[:, slot:slot + num_new] = v
         self.length[layer] = slot + num_new
         self.next_position[layer] += num_new
         return self._attention(layer, self.rope.apply(q, positions))
 
     def _attention(self, layer: int, queries: torch.Tensor) -> torch.Tensor:
-        """Queries ``[H, T, d]`` after RoPE over the layer's context; the last T filled slots are their own."""
+        """Attend queries ``[H, T, d]`` (after RoPE) to the layer's context (last T: their own)."""
         filled = self.length[layer]
         keys, values = self.keys[layer][:, :filled], self.values[layer][:, :filled]
         pages = self.pages[layer]
@@ -252,7 +286,9 @@ class AnswerContext:
             return self.kernels.attention(queries, keys, values)
         return self.kernels.paged_attention(queries, pages, keys, values, self.rope)
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def attend(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
         """First call per layer: the prompt (retrieval + prefill); later calls: decode steps."""
         if self.keys[layer] is None:
             return self._prefill(layer, q, k, v)
@@ -266,7 +302,8 @@ class AnswerContext:
         return round(sum(self.context_tokens) / len(self.context_tokens)) + self.num_prompt_tokens
 
     def evidence(self, max_spans: int = 4) -> list[tuple[float, float]]:
-        """Camera time spans of the frames whose pages were retrieved most, most relevant first.
+        """
+        Camera time spans of the frames whose pages were retrieved most, most relevant first.
 
         A frame's weight is the number of its tokens retrieved, summed over layers (for
         policies without retrieval: the pages PaR ranks highest, though all are attended).
@@ -280,9 +317,15 @@ class AnswerContext:
         frames = torch.cat(self.retrieved_frames)
         stamps = torch.cat(self.retrieved_stamps)
         unique, inverse, counts = torch.unique(frames, return_inverse=True, return_counts=True)
-        frame_stamps = torch.empty(unique.numel(), dtype=stamps.dtype, device=stamps.device).scatter_(0, inverse, stamps)
+        frame_stamps = torch.empty(
+            unique.numel(), dtype=stamps.dtype, device=stamps.device
+        ).scatter_(0, inverse, stamps)
         strong = counts >= counts.max() / 2
-        unique, counts, frame_stamps = unique[strong].tolist(), counts[strong].tolist(), frame_stamps[strong].tolist()
+        unique, counts, frame_stamps = (
+            unique[strong].tolist(),
+            counts[strong].tolist(),
+            frame_stamps[strong].tolist(),
+        )
         runs: list[list[float]] = []  # [weight, t_start, t_end]
         for i, frame in enumerate(unique):
             if runs and frame == unique[i - 1] + 1:

@@ -1,4 +1,5 @@
-"""The compute kernels the memory calls, as one swappable set.
+"""
+The compute kernels the memory calls, as one swappable set.
 
 The torch functions here are the reference and the CPU path; compiled kernels (Triton,
 ``ros2_livevlm.backends``) provide the same signatures and are tested against them. The
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import PagedKV, attention
+from .attention import attention
+from .attention import PagedKV
 from .par import page_scores
 from .rope import Rope
 from .vsb import vsb_scores
@@ -21,7 +23,8 @@ from .vsb import vsb_scores
 
 @dataclass(frozen=True)
 class MemoryKernels:
-    """One implementation of each memory kernel.
+    """
+    One implementation of each memory kernel.
 
     Attributes:
         attention: ``(q [H, T, d], k [G, S, d], v [G, S, d]) -> [H, T, d]``, causal over
@@ -40,7 +43,9 @@ class MemoryKernels:
     attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     vsb_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     page_scores: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-    paged_attention: Callable[[torch.Tensor, PagedKV, torch.Tensor, torch.Tensor, Rope], torch.Tensor] | None = None
+    paged_attention: (
+        Callable[[torch.Tensor, PagedKV, torch.Tensor, torch.Tensor, Rope], torch.Tensor] | None
+    ) = None
 
 
-TORCH_KERNELS = MemoryKernels("torch", attention, vsb_scores, page_scores)
+TORCH_KERNELS = MemoryKernels('torch', attention, vsb_scores, page_scores)

@@ -1,4 +1,5 @@
-"""Position-agnostic page Retrieval, PaR (LiveVLM v2, arXiv 2505.15269v2; spec A.4 step 6).
+"""
+Position-agnostic page Retrieval, PaR (LiveVLM v2, arXiv 2505.15269v2; spec A.4 step 6).
 
 At answer time each layer splits its long-term keys, in temporal order, into pages of
 ``C`` tokens, represents a page by the mean of its keys *without RoPE* (after token-level
@@ -15,7 +16,8 @@ import torch
 
 
 def page_keys(k: torch.Tensor, page_size: int) -> torch.Tensor:
-    """Mean key of each page, in float32 (spec A.4 step 6.3; spec C.5: sums in fp32).
+    """
+    Mean key of each page, in float32 (spec A.4 step 6.3; spec C.5: sums in fp32).
 
     Args:
         k: long-term keys of one layer, ``[G, n, d]``, in temporal order.
@@ -26,7 +28,9 @@ def page_keys(k: torch.Tensor, page_size: int) -> torch.Tensor:
     """
     num_kv_heads, num_tokens, head_dim = k.shape
     num_pages = math.ceil(num_tokens / page_size)
-    padded = torch.zeros(num_kv_heads, num_pages * page_size, head_dim, dtype=torch.float32, device=k.device)
+    padded = torch.zeros(
+        num_kv_heads, num_pages * page_size, head_dim, dtype=torch.float32, device=k.device
+    )
     padded[:, :num_tokens] = k.float()
     sums = padded.view(num_kv_heads, num_pages, page_size, head_dim).sum(dim=2)  # [G, P, d]
     counts = torch.full((num_pages,), page_size, dtype=torch.float32, device=k.device)
@@ -34,8 +38,11 @@ def page_keys(k: torch.Tensor, page_size: int) -> torch.Tensor:
     return sums / counts[None, :, None]
 
 
-def page_scores(q: torch.Tensor, pages: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """Pooled attention of the question queries over pages (spec A.4 step 6.4).
+def page_scores(
+    q: torch.Tensor, pages: torch.Tensor, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """
+    Pooled attention of the question queries over pages (spec A.4 step 6.4).
 
     ``softmax(q K̄ᵀ / sqrt(d))`` over the (allowed) pages, per query head and question token,
     then the mean over heads and tokens: the same pooling VSB uses. Ranks pages within one
@@ -54,12 +61,15 @@ def page_scores(q: torch.Tensor, pages: torch.Tensor, allowed: torch.Tensor | No
     keys = pages.repeat_interleave(group, dim=0)  # [H, P, d]
     logits = (q.float() @ keys.transpose(1, 2)) / math.sqrt(head_dim)  # [H, n_q, P]
     if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = logits.masked_fill(~allowed, float('-inf'))
     return logits.softmax(dim=-1).nan_to_num_(0.0).mean(dim=(0, 1))
 
 
-def select_pages(scores: torch.Tensor, ratio: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """Top ``ceil(ratio * P_allowed)`` pages by score, returned in temporal order (spec A.4 step 6.5).
+def select_pages(
+    scores: torch.Tensor, ratio: float, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """
+    Select the top ``ceil(ratio * P_allowed)`` pages, in temporal order (spec A.4 step 6.5).
 
     Args:
         scores: ``[P]`` page scores.
@@ -78,9 +88,9 @@ def select_pages(scores: torch.Tensor, ratio: float, allowed: torch.Tensor | Non
 
 
 def page_spans(stamps: torch.Tensor, page_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last camera stamp of each page, ``([P], [P])``, from token stamps ``[n]`` in time order."""
+    """Return the first and last stamp of each page ``([P], [P])`` from token stamps ``[n]``."""
     first = stamps[::page_size]
-    last = stamps[page_size - 1 :: page_size]
+    last = stamps[page_size - 1:: page_size]
     if last.numel() < first.numel():  # a shorter last page ends at the last token
         last = torch.cat((last, stamps[-1:]))
     return first, last

@@ -1,4 +1,5 @@
-"""Memory policies behind one interface, so every comparison runs in one process.
+"""
+Memory policies behind one interface, so every comparison runs in one process.
 
 A policy decides two things: which long-term candidates survive when the long-term
 segment exceeds its budget (:meth:`MemoryPolicy.select`), and whether answers retrieve
@@ -15,19 +16,22 @@ pages (PaR) or attend to the whole long-term segment (:attr:`MemoryPolicy.retrie
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from .vsb import bucket_ids
+from .vsb import bucketed_select
 from ..config import MemoryConfig
-from .vsb import bucket_ids, bucketed_select
 
 
 @dataclass
 class Candidates:
-    """The long-term candidates of one compaction, ``[long-term | overflow]`` in time order.
+    """
+    The long-term candidates of one compaction, ``[long-term | overflow]`` in time order.
 
     Attributes:
         scores: VSB scores ``[L, n]`` float32 (only for policies with ``needs_scores``).
@@ -56,7 +60,9 @@ class MemoryPolicy(ABC):
 
     def __init__(self, config: MemoryConfig) -> None:
         self.config = config
-        self.topped_up_tokens = 0  # VSB only: tokens added past bucket capacity (spec A.4 step 5, item 2)
+        self.topped_up_tokens = (
+            0  # VSB only: tokens added past bucket capacity (spec A.4 step 5, item 2)
+        )
 
     @property
     def budget_tokens(self) -> int | None:
@@ -65,7 +71,8 @@ class MemoryPolicy(ABC):
 
     @abstractmethod
     def select(self, candidates: Candidates) -> torch.Tensor:
-        """Indices of the candidates to keep, ``[L, k]`` int64, ascending per layer, ``k <= M``.
+        """
+        Return the candidates to keep, ``[L, k]`` int64, ascending per layer, ``k <= M``.
 
         Called only when ``candidates.num > budget_tokens``.
         """
@@ -74,7 +81,7 @@ class MemoryPolicy(ABC):
 class FullPolicy(MemoryPolicy):
     """No eviction: the long-term segment grows with the stream."""
 
-    name = "full"
+    name = 'full'
 
     @property
     def budget_tokens(self) -> int | None:
@@ -88,7 +95,7 @@ class FullPolicy(MemoryPolicy):
 class RecentFramesPolicy(MemoryPolicy):
     """Keep the newest whole frames whose tokens fit the budget (FIFO of frames)."""
 
-    name = "recent_frames"
+    name = 'recent_frames'
 
     def select(self, candidates: Candidates) -> torch.Tensor:
         frames = candidates.frames[0]  # every layer holds the same tokens under this policy
@@ -101,15 +108,18 @@ class RecentFramesPolicy(MemoryPolicy):
 
 
 class WindowPolicy(MemoryPolicy):
-    """StreamingLLM: the first ``sink_tokens`` video tokens (attention sinks) and the newest tokens."""
+    """StreamingLLM: the first ``sink_tokens`` video tokens (attention sinks) and the newest."""
 
-    name = "window"
+    name = 'window'
 
     def select(self, candidates: Candidates) -> torch.Tensor:
         sinks, budget = self.config.sink_tokens, self.config.budget_tokens
         device = candidates.positions.device
         keep = torch.cat(
-            (torch.arange(sinks, device=device), torch.arange(candidates.num - (budget - sinks), candidates.num, device=device))
+            (
+                torch.arange(sinks, device=device),
+                torch.arange(candidates.num - (budget - sinks), candidates.num, device=device),
+            )
         )
         return keep.expand(candidates.positions.shape[0], -1)
 
@@ -117,22 +127,28 @@ class WindowPolicy(MemoryPolicy):
 class VSBPolicy(MemoryPolicy):
     """Vision Sink Bucketing per layer (spec A.4 steps 4-5); answers attend to all of long-term."""
 
-    name = "vsb"
+    name = 'vsb'
     needs_scores = True
 
     def select(self, candidates: Candidates) -> torch.Tensor:
-        assert candidates.scores is not None, "VSB needs scores from the clip prefill"
+        assert candidates.scores is not None, 'VSB needs scores from the clip prefill'
         cfg = self.config
         num_buckets = -(-cfg.budget_tokens // cfg.bucket_capacity)  # N = ceil(M / B)
         keep = []
         for layer in range(candidates.positions.shape[0]):
-            if cfg.bucket_by == "candidate":
+            if cfg.bucket_by == 'candidate':
                 index = torch.arange(candidates.num, device=candidates.positions.device)
                 buckets = bucket_ids(index, num_buckets, (0, candidates.num))
             else:  # original stream position: buckets spread over the whole video timeline
-                buckets = bucket_ids(candidates.positions[layer], num_buckets, candidates.video_span)
+                buckets = bucket_ids(
+                    candidates.positions[layer], num_buckets, candidates.video_span
+                )
             kept, topped_up = bucketed_select(
-                candidates.scores[layer], buckets, cfg.budget_tokens, cfg.top_score_share, cfg.bucket_capacity
+                candidates.scores[layer],
+                buckets,
+                cfg.budget_tokens,
+                cfg.top_score_share,
+                cfg.bucket_capacity,
             )
             self.topped_up_tokens += topped_up
             keep.append(kept)
@@ -142,15 +158,16 @@ class VSBPolicy(MemoryPolicy):
 class LiveVLMPolicy(VSBPolicy):
     """VSB while streaming, position-agnostic page retrieval (PaR) when answering."""
 
-    name = "livevlm"
+    name = 'livevlm'
     retrieves = True
 
 
 POLICY_CLASSES: dict[str, type[MemoryPolicy]] = {
-    cls.name: cls for cls in (FullPolicy, RecentFramesPolicy, WindowPolicy, VSBPolicy, LiveVLMPolicy)
+    cls.name: cls
+    for cls in (FullPolicy, RecentFramesPolicy, WindowPolicy, VSBPolicy, LiveVLMPolicy)
 }
 
 
 def make_policy(config: MemoryConfig) -> MemoryPolicy:
-    """The policy named by ``config.policy`` (validated by :class:`MemoryConfig`)."""
+    """Return the policy named by ``config.policy`` (validated by :class:`MemoryConfig`)."""
     return POLICY_CLASSES[config.policy](config)

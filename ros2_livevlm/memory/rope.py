@@ -1,4 +1,5 @@
-"""Rotary position embedding: the one place keys and queries are rotated or un-rotated.
+"""
+Rotary position embedding: the one place keys and queries are rotated or un-rotated.
 
 The memory stores keys *before* RoPE (spec A.4, "store keys before RoPE"), so positions
 are chosen at use time: compacted or original for attention (spec A.4.8), none at all for
@@ -20,7 +21,8 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class Rope:
-    """RoPE for one model: ``R(p) x = x * cos(p w) + rotate_half(x) * sin(p w)``, times a scale.
+    """
+    RoPE for one model: ``R(p) x = x * cos(p w) + rotate_half(x) * sin(p w)``, times a scale.
 
     Args:
         inv_freq: per-pair angular frequencies ``w``, ``[d / 2]`` float32 (HF
@@ -38,12 +40,15 @@ class Rope:
         self._table: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin [positions, d]
 
     def _compute(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions.float()[:, None] * self.inv_freq.to(positions.device)[None, :]  # [T, d/2]
+        freqs = (
+            positions.float()[:, None] * self.inv_freq.to(positions.device)[None, :]
+        )  # [T, d/2]
         angles = torch.cat((freqs, freqs), dim=-1)  # [T, d]
         return angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin tables ``[T, d]`` (float32) for integer positions ``[T]``.
+        """
+        Return the cos and sin tables ``[T, d]`` (float32) of integer positions ``[T]``.
 
         Positions below :attr:`TABLE_POSITIONS` come from a table grown on demand (the
         same float32 values, computed once); larger ones (original positions of a long
@@ -65,7 +70,8 @@ class Rope:
         return x * cos + _rotate_half(x) * sin
 
     def invert(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Undo :meth:`apply`: rotate by ``-positions`` and divide by the scale squared.
+        """
+        Undo :meth:`apply`: rotate by ``-positions`` and divide by the scale squared.
 
         For backends that hand back post-RoPE keys (e.g. a fused-RoPE attention kernel):
         always invert with each token's *own* position, never its slot index (spec C.1).

@@ -1,4 +1,5 @@
-"""The streaming KV memory of one camera.
+"""
+The streaming KV memory of one camera.
 
 Per layer ``l`` (``G`` KV heads, head dim ``d``), one contiguous buffer of keys (stored
 *before* RoPE) and values, in three segments::
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from .policies import Candidates, MemoryPolicy
+from .policies import Candidates
+from .policies import MemoryPolicy
 
 
 class VideoMemory:
-    """Keys/values ``[L, G, n, d]`` with per-token metadata ``[L, n]``.
+    """
+    Keys/values ``[L, G, n, d]`` with per-token metadata ``[L, n]``.
 
     Args:
         num_layers: L.
@@ -49,9 +52,13 @@ class VideoMemory:
         self.short_term_tokens = short_term_tokens
         self.k = torch.empty(num_layers, num_kv_heads, 0, head_dim, dtype=dtype, device=device)
         self.v = torch.empty_like(self.k)
-        self.pos = torch.empty(num_layers, 0, dtype=torch.int64, device=device)  # original stream position
+        self.pos = torch.empty(
+            num_layers, 0, dtype=torch.int64, device=device
+        )  # original stream position
         self.frame = torch.empty_like(self.pos)  # frame index, -1 for init tokens
-        self.stamp = torch.empty(num_layers, 0, dtype=torch.float64, device=device)  # seconds, NaN for init
+        self.stamp = torch.empty(
+            num_layers, 0, dtype=torch.float64, device=device
+        )  # seconds, NaN for init
         self.num_init = 0
         self.num_short_term = 0
         self.next_position = 0  # original position of the next video token
@@ -84,7 +91,7 @@ class VideoMemory:
 
     def frames_in_memory(self) -> int:
         """Distinct frames with at least one token in some layer."""
-        video = self.frame[:, self.num_init :]
+        video = self.frame[:, self.num_init:]
         return int(torch.unique(video).numel())
 
     # ---- writes ---------------------------------------------------------------------
@@ -95,7 +102,7 @@ class VideoMemory:
         self.k, self.v = k.clone(), v.clone()
         self.pos = torch.arange(num_init, device=k.device).expand(num_layers, -1).clone()
         self.frame = torch.full_like(self.pos, -1)
-        self.stamp = torch.full(self.pos.shape, float("nan"), dtype=torch.float64, device=k.device)
+        self.stamp = torch.full(self.pos.shape, float('nan'), dtype=torch.float64, device=k.device)
         self.num_init = num_init
         self.num_short_term = 0
         self.next_position = num_init
@@ -114,7 +121,8 @@ class VideoMemory:
         scores: torch.Tensor | None,
         policy: MemoryPolicy,
     ) -> None:
-        """Append a prefilled clip and bring the long-term segment back within budget.
+        """
+        Append a prefilled clip and bring the long-term segment back within budget.
 
         FIFO (spec A.4 step 3): the clip joins the short-term window; its oldest tokens
         beyond ``W_s`` become long-term candidates ``[long-term | overflow]``; if they
@@ -158,7 +166,11 @@ class VideoMemory:
             )  # [L, n'] token indices to keep, ascending
             gather = index[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
             k, v = k.gather(2, gather), v.gather(2, gather)
-            pos, frame, stamp = pos.gather(1, index), frame.gather(1, index), stamp.gather(1, index.to(stamp.device))
+            pos, frame, stamp = (
+                pos.gather(1, index),
+                frame.gather(1, index),
+                stamp.gather(1, index.to(stamp.device)),
+            )
         self.k, self.v, self.pos, self.frame, self.stamp = k, v, pos, frame, stamp
         self.num_short_term = num_short_term
         self.next_position += num_new
@@ -168,12 +180,12 @@ class VideoMemory:
     def state(self) -> dict[str, torch.Tensor | int]:
         """Every tensor and counter of the memory (for snapshots and equality checks)."""
         return {
-            "k": self.k,
-            "v": self.v,
-            "pos": self.pos,
-            "frame": self.frame,
-            "stamp": self.stamp,
-            "num_init": self.num_init,
-            "num_short_term": self.num_short_term,
-            "next_position": self.next_position,
+            'k': self.k,
+            'v': self.v,
+            'pos': self.pos,
+            'frame': self.frame,
+            'stamp': self.stamp,
+            'num_init': self.num_init,
+            'num_short_term': self.num_short_term,
+            'next_position': self.next_position,
         }

@@ -1,4 +1,5 @@
-"""Vision Sink Bucketing (LiveVLM v2, arXiv 2505.15269v2; spec A.4 steps 4-5).
+"""
+Vision Sink Bucketing (LiveVLM v2, arXiv 2505.15269v2; spec A.4 steps 4-5).
 
 Step 4 scores every cached token by the attention the last ``r`` *vision* queries of the
 newest clip pay it (vision-to-vision attention exposes "sink" tokens that text queries
@@ -14,7 +15,8 @@ import torch
 
 
 def vsb_scores(q_obs: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Mean attention each key receives from the observation queries (spec A.4 step 4).
+    """
+    Mean attention each key receives from the observation queries (spec A.4 step 4).
 
     ``W = softmax(q_obs kᵀ / sqrt(d))`` over the *full* context the queries see (causal:
     the ``r`` queries are the last ``r`` tokens of the keys), then the mean over the ``r``
@@ -44,13 +46,14 @@ def vsb_scores(q_obs: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     scale = 1.0 / math.sqrt(head_dim)
     for head in range(num_heads):
         logits = (q_obs[head].float() @ k[head // group].float().T) * scale  # [r, S]
-        logits.masked_fill_(causal, float("-inf"))
+        logits.masked_fill_(causal, float('-inf'))
         total += logits.softmax(dim=-1).sum(dim=0)
     return total / (num_heads * num_obs)
 
 
 def bucket_ids(positions: torch.Tensor, num_buckets: int, span: tuple[int, int]) -> torch.Tensor:
-    """Bucket of each candidate: ``b(p) = floor((p - lo) * N / (hi - lo))`` (spec A.4 step 5).
+    """
+    Bucket of each candidate: ``b(p) = floor((p - lo) * N / (hi - lo))`` (spec A.4 step 5).
 
     Args:
         positions: ``[n]`` int64, the index each candidate is bucketed by.
@@ -64,7 +67,8 @@ def bucket_ids(positions: torch.Tensor, num_buckets: int, span: tuple[int, int])
 def bucketed_select(
     scores: torch.Tensor, buckets: torch.Tensor, budget: int, top_share: float, capacity: int
 ) -> tuple[torch.Tensor, int]:
-    """Keep exactly ``budget`` candidates: saliency first, then bucket coverage (spec A.4 step 5).
+    """
+    Keep exactly ``budget`` candidates: saliency first, then bucket coverage (spec A.4 step 5).
 
     Phase 1 keeps the ``floor(top_share * budget)`` highest scores regardless of bucket
     capacity (ambiguity 1: the reading under which the top-score share is a real knob;
@@ -98,7 +102,7 @@ def bucketed_select(
     rest = order[num_top:]
     by_bucket = rest[torch.argsort(buckets[rest], stable=True)]  # bucket-major, score-desc within
     bucket_of = buckets[by_bucket]
-    first = torch.searchsorted(bucket_of, bucket_of, side="left")
+    first = torch.searchsorted(bucket_of, bucket_of, side='left')
     rank = torch.arange(by_bucket.numel(), device=scores.device) - first
     eligible = by_bucket[rank < (capacity - occupancy[bucket_of])]
     eligible = eligible[torch.argsort(scores[eligible], descending=True, stable=True)]

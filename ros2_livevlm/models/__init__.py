@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .llava_onevision import AttendFn
+from .llava_onevision import check_model_dir
+from .llava_onevision import LlavaOnevision
+from .llava_onevision import ModelDirectoryError
+from .tiny import make_tiny_checkpoint
+from .tiny import spec_tag
+from .tiny import TinySpec
 from ..config import cache_dir
-from .llava_onevision import AttendFn, LlavaOnevision, ModelDirectoryError, check_model_dir
-from .tiny import TinySpec, make_tiny_checkpoint, spec_tag
 
-TINY = "tiny"
+
+TINY = 'tiny'
 """``model_path`` value that selects a tiny random checkpoint (built once into the cache)."""
 
 
 def tiny_checkpoint(spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
     """Directory of the cached tiny random checkpoint for ``spec``/``seed``, built on first use."""
-    path = cache_dir("models") / spec_tag(spec, seed)
-    if not (path / "config.json").is_file():
+    path = cache_dir('models') / spec_tag(spec, seed)
+    if not (path / 'config.json').is_file():
         make_tiny_checkpoint(path, spec, seed)
     return path
 
 
 def resolve_model_path(model_path: str | Path) -> Path:
-    """Turn a ``model_path`` setting into a checked checkpoint directory.
+    """
+    Turn a ``model_path`` setting into a checked checkpoint directory.
 
     Args:
         model_path: ``"tiny"`` (a tiny random LLaVA-OneVision, built into the cache on
@@ -36,13 +43,13 @@ def resolve_model_path(model_path: str | Path) -> Path:
 
 
 __all__ = [
-    "AttendFn",
-    "LlavaOnevision",
-    "ModelDirectoryError",
-    "TinySpec",
-    "TINY",
-    "check_model_dir",
-    "make_tiny_checkpoint",
-    "resolve_model_path",
-    "tiny_checkpoint",
+    'AttendFn',
+    'LlavaOnevision',
+    'ModelDirectoryError',
+    'TinySpec',
+    'TINY',
+    'check_model_dir',
+    'make_tiny_checkpoint',
+    'resolve_model_path',
+    'tiny_checkpoint',
 ]

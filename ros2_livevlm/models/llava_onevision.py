@@ -1,4 +1,5 @@
-"""LLaVA-OneVision (SigLIP + projector + 2x2 pooling + Qwen2) with our own LLM layer loop.
+"""
+LLaVA-OneVision (SigLIP + projector + 2x2 pooling + Qwen2) with our own LLM layer loop.
 
 Weights, configs, tokenizer and image-processor settings are Hugging Face's, loaded from a
 local directory (safetensors only, ``trust_remote_code=False``, nothing downloaded). The
@@ -13,26 +14,28 @@ Reference: LLaVA-OneVision (Li et al. 2024, arXiv 2408.03326); HF
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+import json
+import math
 from pathlib import Path
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
+
 REQUIRED_FILES = {
-    "config.json": "the model config (save_pretrained writes it)",
-    "preprocessor_config.json": "the image processor config (frame size, mean, std)",
+    'config.json': 'the model config (save_pretrained writes it)',
+    'preprocessor_config.json': 'the image processor config (frame size, mean, std)',
 }
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
-SUPPORTED_ROPE = ("default", "linear", "yarn", "llama3")  # static inv_freq; dynamic NTK is not
+TOKENIZER_FILES = ('tokenizer.json', 'vocab.json')
+SUPPORTED_ROPE = ('default', 'linear', 'yarn', 'llama3')  # static inv_freq; dynamic NTK is not
 
 
 class AttendFn(Protocol):
-    """Attention of one decoder layer, supplied by the memory.
+    """
+    Attention of one decoder layer, supplied by the memory.
 
     Args:
         layer_idx: decoder layer index, 0-based.
@@ -44,7 +47,9 @@ class AttendFn(Protocol):
         attention output ``[H, T, d]`` (same dtype as ``q``).
     """
 
-    def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...
+    def __call__(
+        self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor: ...
 
 
 @contextmanager
@@ -66,45 +71,60 @@ class ModelDirectoryError(ValueError):
 
 
 def check_model_dir(path: str | Path) -> Path:
-    """Check that ``path`` holds a loadable LLaVA-OneVision checkpoint.
+    """
+    Check that ``path`` holds a loadable LLaVA-OneVision checkpoint.
 
     Raises:
         ModelDirectoryError: naming the missing file(s) or the unsupported model type.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ModelDirectoryError(f"model directory {root} does not exist; pass a local Hugging Face directory")
-    missing = [f"{name} ({why})" for name, why in REQUIRED_FILES.items() if not (root / name).is_file()]
-    if not any((root / name).is_file() for name in TOKENIZER_FILES):
-        missing.append("tokenizer.json (the tokenizer; save it with tokenizer.save_pretrained)")
-    if not list(root.glob("*.safetensors")):
-        missing.append("*.safetensors (weights; .bin/pickle checkpoints are refused)")
-    if missing:
-        raise ModelDirectoryError(f"model directory {root} is incomplete, missing: " + "; ".join(missing))
-    model_type = json.loads((root / "config.json").read_text()).get("model_type")
-    if model_type != "llava_onevision":
         raise ModelDirectoryError(
-            f"{root}/config.json has model_type={model_type!r}; only 'llava_onevision' is supported"
+            f'model directory {root} does not exist; pass a local Hugging Face directory'
+        )
+    missing = [
+        f'{name} ({why})' for name, why in REQUIRED_FILES.items() if not (root / name).is_file()
+    ]
+    if not any((root / name).is_file() for name in TOKENIZER_FILES):
+        missing.append('tokenizer.json (the tokenizer; save it with tokenizer.save_pretrained)')
+    if not list(root.glob('*.safetensors')):
+        missing.append('*.safetensors (weights; .bin/pickle checkpoints are refused)')
+    if missing:
+        raise ModelDirectoryError(
+            f'model directory {root} is incomplete, missing: ' + '; '.join(missing)
+        )
+    model_type = json.loads((root / 'config.json').read_text()).get('model_type')
+    if model_type != 'llava_onevision':
+        raise ModelDirectoryError(
+            f'{root}/config.json has model_type={model_type!r}; '
+            "only 'llava_onevision' is supported"
         )
     return root
 
 
 class LlavaOnevision:
-    """A loaded LLaVA-OneVision whose LLM layers are driven one at a time.
+    """
+    A loaded LLaVA-OneVision whose LLM layers are driven one at a time.
 
     Shapes: ``D`` hidden size, ``H`` query heads, ``G`` KV heads, ``d`` head dim,
     ``V`` vocabulary, ``S`` frame side in pixels, ``P`` tokens per frame after pooling.
     Batch size is always 1 and left out of every shape.
     """
 
-    def __init__(self, hf_model: torch.nn.Module, tokenizer, image_processor, path: Path | None = None) -> None:
+    def __init__(
+        self, hf_model: torch.nn.Module, tokenizer, image_processor, path: Path | None = None
+    ) -> None:
         config = hf_model.config
         text, vision = config.text_config, config.vision_config
-        if getattr(text, "use_sliding_window", False):
-            raise ModelDirectoryError("Qwen2 sliding-window attention is not supported; set use_sliding_window=false")
-        rope_type = (getattr(text, "rope_parameters", None) or {}).get("rope_type", "default")
+        if getattr(text, 'use_sliding_window', False):
+            raise ModelDirectoryError(
+                'Qwen2 sliding-window attention is not supported; set use_sliding_window=false'
+            )
+        rope_type = (getattr(text, 'rope_parameters', None) or {}).get('rope_type', 'default')
         if rope_type not in SUPPORTED_ROPE:
-            raise ModelDirectoryError(f"RoPE type {rope_type!r} is not supported (supported: {SUPPORTED_ROPE})")
+            raise ModelDirectoryError(
+                f'RoPE type {rope_type!r} is not supported (supported: {SUPPORTED_ROPE})'
+            )
         self.hf = hf_model.eval()
         self.path = path
         self.tokenizer = tokenizer
@@ -113,24 +133,33 @@ class LlavaOnevision:
         self.num_layers = len(self.layers)
         self.num_heads = text.num_attention_heads
         self.num_kv_heads = text.num_key_value_heads
-        self.head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        self.head_dim = (
+            getattr(text, 'head_dim', None) or text.hidden_size // text.num_attention_heads
+        )
         self.hidden_size = text.hidden_size
         grid = vision.image_size // vision.patch_size
         self.tokens_per_frame = math.ceil(grid / 2) ** 2
         size = image_processor.size
-        self.frame_size = (int(size["height"]), int(size["width"]))
-        self.image_mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
+        self.frame_size = (int(size['height']), int(size['width']))
+        self.image_mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).view(
+            3, 1, 1
+        )
         self.image_std = torch.tensor(image_processor.image_std, dtype=torch.float32).view(3, 1, 1)
         rotary = hf_model.model.language_model.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().float()
-        self.attention_scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        self.attention_scaling = float(getattr(rotary, 'attention_scaling', 1.0))
         self.stop_token_ids = self._stop_token_ids()
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = 'cpu',
+        dtype: torch.dtype = torch.float32,
     ) -> LlavaOnevision:
-        """Load a local HF LLaVA-OneVision directory.
+        """
+        Load a local HF LLaVA-OneVision directory.
 
         Args:
             path: directory with ``config.json``, ``*.safetensors``, tokenizer and
@@ -141,13 +170,15 @@ class LlavaOnevision:
         Raises:
             ModelDirectoryError: the directory is missing, incomplete or not LLaVA-OneVision.
         """
-        from transformers import AutoImageProcessor, AutoTokenizer, LlavaOnevisionForConditionalGeneration
+        from transformers import AutoImageProcessor
+        from transformers import AutoTokenizer
+        from transformers import LlavaOnevisionForConditionalGeneration
 
         root = check_model_dir(path)
-        common = {"local_files_only": True, "trust_remote_code": False}
+        common = {'local_files_only': True, 'trust_remote_code': False}
         with quiet_hf_progress():
             hf_model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-                root, dtype=dtype, use_safetensors=True, attn_implementation="sdpa", **common
+                root, dtype=dtype, use_safetensors=True, attn_implementation='sdpa', **common
             ).to(device)
         tokenizer = AutoTokenizer.from_pretrained(root, **common)
         image_processor = AutoImageProcessor.from_pretrained(root, **common)
@@ -163,10 +194,10 @@ class LlavaOnevision:
 
     def _stop_token_ids(self) -> frozenset[int]:
         ids = {self.tokenizer.eos_token_id}
-        generation = getattr(self.hf, "generation_config", None)
-        eos = getattr(generation, "eos_token_id", None)
+        generation = getattr(self.hf, 'generation_config', None)
+        eos = getattr(generation, 'eos_token_id', None)
         ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
-        for token in ("<|im_end|>", "<|endoftext|>"):
+        for token in ('<|im_end|>', '<|endoftext|>'):
             token_id = self.tokenizer.convert_tokens_to_ids(token)
             if token_id is not None and token_id != self.tokenizer.unk_token_id:
                 ids.add(token_id)
@@ -175,7 +206,8 @@ class LlavaOnevision:
     # ---- vision -------------------------------------------------------------------
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """Resize, rescale and normalize frames as the checkpoint's image processor does.
+        """
+        Resize, rescale and normalize frames as the checkpoint's image processor does.
 
         Bicubic resize with antialiasing to the processor's ``size`` (no aspect-ratio
         keeping, as LLaVA-OneVision's video path), rounding to uint8 levels like PIL,
@@ -189,14 +221,17 @@ class LlavaOnevision:
         """
         x = frames.to(self.device).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
         if tuple(x.shape[-2:]) != self.frame_size:
-            x = F.interpolate(x, size=self.frame_size, mode="bicubic", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=self.frame_size, mode='bicubic', antialias=True, align_corners=False
+            )
             x = x.round().clamp(0, 255)
         x = (x / 255.0 - self.image_mean.to(x.device)) / self.image_std.to(x.device)
         return x.to(self.dtype)
 
     @torch.inference_mode()
     def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Vision tower -> projector -> 2x2 pooling, frame by frame (HF ``get_video_features``).
+        """
+        Vision tower -> projector -> 2x2 pooling, frame by frame (HF ``get_video_features``).
 
         Args:
             pixel_values: ``[N, 3, S, S]`` from :meth:`preprocess`.
@@ -211,14 +246,14 @@ class LlavaOnevision:
 
     @property
     def image_newline(self) -> torch.Tensor:
-        """The embedding HF appends after a video's last frame, ``[D]``."""
+        """Return the embedding HF appends after a video's last frame, ``[D]``."""
         return self.hf.model.image_newline.detach().to(self.dtype)
 
     # ---- language model -------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` without added BOS/EOS."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=False)['input_ids']
 
     @torch.inference_mode()
     def embed_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -226,8 +261,11 @@ class LlavaOnevision:
         return self.hf.model.language_model.embed_tokens(token_ids.to(self.device))
 
     @torch.inference_mode()
-    def layer_forward(self, layer_idx: int, hidden: torch.Tensor, attend: AttendFn) -> torch.Tensor:
-        """One Qwen2 decoder layer with the attention supplied by ``attend``.
+    def layer_forward(
+        self, layer_idx: int, hidden: torch.Tensor, attend: AttendFn
+    ) -> torch.Tensor:
+        """
+        One Qwen2 decoder layer with the attention supplied by ``attend``.
 
         Args:
             layer_idx: 0-based layer index.
@@ -242,14 +280,20 @@ class LlavaOnevision:
         attn = layer.self_attn
         num_tokens = hidden.shape[0]
         x = layer.input_layernorm(hidden)
-        q = attn.q_proj(x).view(num_tokens, self.num_heads, self.head_dim).transpose(0, 1)  # [H, T, d]
-        k = attn.k_proj(x).view(num_tokens, self.num_kv_heads, self.head_dim).transpose(0, 1)  # [G, T, d]
-        v = attn.v_proj(x).view(num_tokens, self.num_kv_heads, self.head_dim).transpose(0, 1)  # [G, T, d]
+        q = (
+            attn.q_proj(x).view(num_tokens, self.num_heads, self.head_dim).transpose(0, 1)
+        )  # [H, T, d]
+        k = (
+            attn.k_proj(x).view(num_tokens, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        )  # [G, T, d]
+        v = (
+            attn.v_proj(x).view(num_tokens, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        )  # [G, T, d]
         out = attend(layer_idx, q, k, v).transpose(0, 1).reshape(num_tokens, -1)  # [T, H * d]
         hidden = hidden + attn.o_proj(out)
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
     @torch.inference_mode()
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final norm and LM head: ``[T, D]`` -> ``[T, V]`` logits in float32."""
+        """Apply the final norm and LM head: ``[T, D]`` -> ``[T, V]`` logits in float32."""
         return self.hf.lm_head(self.hf.model.language_model.norm(hidden)).float()

@@ -1,4 +1,5 @@
-"""Tiny LLaVA-OneVision checkpoints of the real architecture, made offline.
+"""
+Tiny LLaVA-OneVision checkpoints of the real architecture, made offline.
 
 A randomly initialised ``LlavaOnevisionForConditionalGeneration`` (SigLIP vision tower,
 2-layer MLP projector, Qwen2 LLM with GQA) with small widths, a byte-level BPE tokenizer
@@ -9,21 +10,24 @@ as real weights (:meth:`LlavaOnevision.from_pretrained`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import asdict
+from dataclasses import dataclass
+from pathlib import Path
 import shutil
 import tempfile
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from .llava_onevision import quiet_hf_progress
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")
+
+SPECIAL_TOKENS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<image>', '<video>')
 """Qwen2 chat specials plus LLaVA's image/video placeholders, in id order after the bytes."""
 
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Widths of a tiny checkpoint. Defaults: 16 tokens per frame, 2 LLM layers, GQA 4:2.
+    """
+    Widths of a tiny checkpoint. Defaults: 16 tokens per frame, 2 LLM layers, GQA 4:2.
 
     Attributes:
         image_size: frame side in pixels (SigLIP input; real: 384).
@@ -56,7 +60,8 @@ class TinySpec:
 
 
 def make_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512):
-    """A byte-level BPE tokenizer with the Qwen2 chat specials, built offline.
+    """
+    Build a byte-level BPE tokenizer with the Qwen2 chat specials, offline.
 
     Args:
         corpus: texts to learn BPE merges from (deterministic); ``None`` gives a pure
@@ -66,40 +71,46 @@ def make_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512):
     Returns:
         a ``transformers`` fast tokenizer with ``eos_token="<|im_end|>"``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import decoders
+    from tokenizers import models
+    from tokenizers import pre_tokenizers
+    from tokenizers import Tokenizer
+    from tokenizers import trainers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if corpus is None:
-        backend = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(sorted(alphabet))}, merges=[]))
+        backend = Tokenizer(
+            models.BPE(vocab={c: i for i, c in enumerate(sorted(alphabet))}, merges=[])
+        )
     else:
         backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     if corpus is not None:
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False
+        )
         backend.train_from_iterator(corpus, trainer=trainer)
     backend.add_special_tokens(list(SPECIAL_TOKENS))
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        eos_token='<|im_end|>',
+        pad_token='<|endoftext|>',
+        extra_special_tokens={'image_token': '<image>', 'video_token': '<video>'},
     )
 
 
 def make_tiny_model(spec: TinySpec, tokenizer, seed: int = 0):
-    """A randomly initialised ``LlavaOnevisionForConditionalGeneration`` of ``spec``'s widths."""
+    """Build a randomly initialised ``LlavaOnevisionForConditionalGeneration`` of ``spec``."""
     import torch
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        Qwen2Config,
-        SiglipVisionConfig,
-    )
+    from transformers import LlavaOnevisionConfig
+    from transformers import LlavaOnevisionForConditionalGeneration
+    from transformers import Qwen2Config
+    from transformers import SiglipVisionConfig
 
     if spec.heads % spec.kv_heads:
-        raise ValueError(f"heads={spec.heads} must be a multiple of kv_heads={spec.kv_heads}")
+        raise ValueError(f'heads={spec.heads} must be a multiple of kv_heads={spec.kv_heads}')
     vision = SiglipVisionConfig(
         hidden_size=spec.vision_hidden,
         intermediate_size=2 * spec.vision_hidden,
@@ -125,18 +136,19 @@ def make_tiny_model(spec: TinySpec, tokenizer, seed: int = 0):
     config = LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        image_token_index=tokenizer.convert_tokens_to_ids('<image>'),
+        video_token_index=tokenizer.convert_tokens_to_ids('<video>'),
         image_grid_pinpoints=[[spec.image_size, spec.image_size]],
         vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
+        vision_feature_select_strategy='full',
     )
     torch.manual_seed(seed)
     return LlavaOnevisionForConditionalGeneration(config)
 
 
 def save_checkpoint(path: str | Path, model, tokenizer, image_size: int) -> Path:
-    """Write ``model``, ``tokenizer`` and the image-processor config to ``path`` atomically.
+    """
+    Write ``model``, ``tokenizer`` and the image-processor config to ``path`` atomically.
 
     Everything goes to a temporary sibling directory first and is renamed into place, so
     a concurrent reader never sees half a checkpoint.
@@ -147,13 +159,13 @@ def save_checkpoint(path: str | Path, model, tokenizer, image_size: int) -> Path
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
     try:
         with quiet_hf_progress():
             model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         LlavaOnevisionImageProcessorPil(
-            size={"height": image_size, "width": image_size},
+            size={'height': image_size, 'width': image_size},
             image_mean=[0.5, 0.5, 0.5],
             image_std=[0.5, 0.5, 0.5],
             image_grid_pinpoints=[[image_size, image_size]],
@@ -167,7 +179,8 @@ def save_checkpoint(path: str | Path, model, tokenizer, image_size: int) -> Path
 
 
 def make_tiny_checkpoint(path: str | Path, spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
-    """Write a random tiny LLaVA-OneVision checkpoint (weights, tokenizer, processor) to ``path``.
+    """
+    Write a random tiny LLaVA-OneVision checkpoint (weights, tokenizer, processor) to ``path``.
 
     Deterministic for a given ``spec`` and ``seed``. Returns ``path``.
     """
@@ -177,8 +190,8 @@ def make_tiny_checkpoint(path: str | Path, spec: TinySpec = TinySpec(), seed: in
 
 
 def spec_tag(spec: TinySpec, seed: int) -> str:
-    """A short, stable directory name for a spec and seed (used by the model cache)."""
+    """Return a short, stable directory name for a spec and seed (the model cache's key)."""
     import hashlib
 
     digest = hashlib.sha1(repr((sorted(asdict(spec).items()), seed)).encode()).hexdigest()[:10]
-    return f"tiny-{digest}"
+    return f'tiny-{digest}'

@@ -6,44 +6,100 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 from PIL import Image
-
+import pytest
 from ros2_livevlm.cli import main
 
 
-def test_images_folder_answers_with_evidence(tiny_path: Path, photos: np.ndarray, tmp_path: Path, capsys) -> None:
+def test_images_folder_answers_with_evidence(
+    tiny_path: Path, photos: np.ndarray, tmp_path: Path, capsys
+) -> None:
     for index, photo in enumerate(photos):
-        Image.fromarray(photo).save(tmp_path / f"{index:02d}.png")
+        Image.fromarray(photo).save(tmp_path / f'{index:02d}.png')
     code = main(
-        ["--model-path", str(tiny_path), "--images", str(tmp_path), "--fps", "2", "--frames-per-clip", "4",
-         "--question", "What did you see first?", "--question", "Is it a cat?", "--max-new-tokens", "3"]
+        [
+            '--model-path',
+            str(tiny_path),
+            '--images',
+            str(tmp_path),
+            '--fps',
+            '2',
+            '--frames-per-clip',
+            '4',
+            '--question',
+            'What did you see first?',
+            '--question',
+            'Is it a cat?',
+            '--max-new-tokens',
+            '3',
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "ingested 6 frames (2 clips)" in out
-    assert out.count("evidence: ") == 2 and out.count("Q: ") == 2
-    assert "frames ingested 6, in memory 6" in out
+    assert 'ingested 6 frames (2 clips)' in out
+    assert out.count('evidence: ') == 2 and out.count('Q: ') == 2
+    assert 'frames ingested 6, in memory 6' in out
 
 
-def test_video_is_sampled_by_presentation_time(tiny_path: Path, photos: np.ndarray, tmp_path: Path, capsys) -> None:
-    video = tmp_path / "tour.mp4"
-    with av.open(str(video), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+def test_video_is_sampled_by_presentation_time(
+    tiny_path: Path, photos: np.ndarray, tmp_path: Path, capsys
+) -> None:
+    video = tmp_path / 'tour.mp4'
+    with av.open(str(video), 'w') as container:
+        stream = container.add_stream('mpeg4', rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, 'yuv420p'
         for index in range(30):  # 3 s at 10 Hz
-            frame = av.VideoFrame.from_ndarray(photos[index // 5 % len(photos)], format="rgb24")
+            frame = av.VideoFrame.from_ndarray(photos[index // 5 % len(photos)], format='rgb24')
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
-    assert main(["--model-path", str(tiny_path), "--video", str(video), "--fps", "2", "--question", "What?",
-                 "--max-new-tokens", "2"]) == 0
-    assert "ingested 6 frames" in capsys.readouterr().out  # 3 s sampled at 2 Hz
+    assert (
+        main(
+            [
+                '--model-path',
+                str(tiny_path),
+                '--video',
+                str(video),
+                '--fps',
+                '2',
+                '--question',
+                'What?',
+                '--max-new-tokens',
+                '2',
+            ]
+        )
+        == 0
+    )
+    assert 'ingested 6 frames' in capsys.readouterr().out  # 3 s sampled at 2 Hz
 
 
 def test_bad_inputs_exit_with_a_clear_error(tiny_path: Path, tmp_path: Path, capsys) -> None:
-    assert main(["--model-path", str(tiny_path), "--images", str(tmp_path / "*.jpg"), "--question", "x"]) == 2
-    assert "no images" in capsys.readouterr().err
-    assert main(["--model-path", str(tmp_path / "missing"), "--images", str(tmp_path), "--question", "x"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                '--model-path',
+                str(tiny_path),
+                '--images',
+                str(tmp_path / '*.jpg'),
+                '--question',
+                'x',
+            ]
+        )
+        == 2
+    )
+    assert 'no images' in capsys.readouterr().err
+    assert (
+        main(
+            [
+                '--model-path',
+                str(tmp_path / 'missing'),
+                '--images',
+                str(tmp_path),
+                '--question',
+                'x',
+            ]
+        )
+        == 2
+    )
+    assert 'does not exist' in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--tiny", "--images", str(tmp_path), "--question", "x", "--policy", "lru"])
+        main(['--tiny', '--images', str(tmp_path), '--question', 'x', '--policy', 'lru'])

@@ -5,12 +5,17 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-
 from ros2_livevlm.memory.attention import attention
-from ros2_livevlm.memory.par import page_keys, page_scores, page_spans, page_tokens, select_pages
+from ros2_livevlm.memory.par import page_keys
+from ros2_livevlm.memory.par import page_scores
+from ros2_livevlm.memory.par import page_spans
+from ros2_livevlm.memory.par import page_tokens
+from ros2_livevlm.memory.par import select_pages
 from ros2_livevlm.memory.rope import Rope
-from ros2_livevlm.memory.vsb import bucket_ids, bucketed_select, vsb_scores
+from ros2_livevlm.memory.vsb import bucket_ids
+from ros2_livevlm.memory.vsb import bucketed_select
+from ros2_livevlm.memory.vsb import vsb_scores
+import torch
 
 
 def make_rope(head_dim: int = 16, theta: float = 1e6, scaling: float = 1.0) -> Rope:
@@ -18,12 +23,14 @@ def make_rope(head_dim: int = 16, theta: float = 1e6, scaling: float = 1.0) -> R
     return Rope(inv_freq, scaling)
 
 
-@pytest.mark.parametrize("scaling", [1.0, 1.3])
+@pytest.mark.parametrize('scaling', [1.0, 1.3])
 def test_rope_invert_undoes_apply(scaling: float) -> None:
     rope = make_rope(scaling=scaling)
     k = torch.randn(2, 50, 16)
     positions = torch.randint(0, 40_000, (50,))
-    torch.testing.assert_close(rope.invert(rope.apply(k, positions), positions), k, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        rope.invert(rope.apply(k, positions), positions), k, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_rope_dot_product_depends_only_on_relative_position() -> None:
@@ -40,10 +47,10 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
     num_q, num_k = q.shape[1], k.shape[1]
     logits = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
     mask = torch.arange(num_k)[None, :] > torch.arange(num_q)[:, None] + (num_k - num_q)
-    return logits.masked_fill(mask, float("-inf")).softmax(-1) @ v
+    return logits.masked_fill(mask, float('-inf')).softmax(-1) @ v
 
 
-@pytest.mark.parametrize("num_queries", [1, 7])
+@pytest.mark.parametrize('num_queries', [1, 7])
 def test_attention_matches_naive_gqa_causal(num_queries: int) -> None:
     q, k, v = torch.randn(4, num_queries, 16), torch.randn(2, 30, 16), torch.randn(2, 30, 16)
     torch.testing.assert_close(attention(q, k, v), naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
@@ -54,7 +61,7 @@ def test_vsb_scores_equal_mean_of_full_softmax() -> None:
     group = 2
     logits = q_obs @ k.repeat_interleave(group, 0).transpose(1, 2) / 4.0  # [H, r, S]
     mask = torch.arange(40)[None, :] > torch.arange(5)[:, None] + 35
-    expected = logits.masked_fill(mask, float("-inf")).softmax(-1).mean(dim=(0, 1))
+    expected = logits.masked_fill(mask, float('-inf')).softmax(-1).mean(dim=(0, 1))
     scores = vsb_scores(q_obs, k)
     torch.testing.assert_close(scores, expected, atol=1e-6, rtol=1e-5)
     assert scores[-4:].gt(0).all() and scores.sum().item() == pytest.approx(1.0, abs=1e-5)
