@@ -110,7 +110,7 @@ def format_stats(policy: str, stats: MemoryStats) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='livevlm-run',
-        description=__doc__.split('\n\n')[0],
+        description=__doc__.strip().split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = parser.add_mutually_exclusive_group(required=True)
