@@ -1,4 +1,5 @@
-"""Live replay: the bag played over DDS into the livevlm node, questions asked on ``~/query``.
+"""
+Live replay: the bag played over DDS into the livevlm node, questions asked on ``~/query``.
 
 For each policy a node is started in its own process (``python -m ros2_livevlm.ros.node``
 with a parameter file: ``use_sim_time``, ``autostart``, the camera topic, reliable QoS,
@@ -15,29 +16,36 @@ answer given before the node caught up is asked again, not recorded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 import json
 import math
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .bag import CameraMessage
+from .bag import CameraTopic
+from .bag import stamp_seconds
+from .player import BagPlayer
+from .questions import Question
+from .replay import answer_result
+from .replay import OnResult
+from .replay import peak_rss_bytes
+from .replay import PolicyRun
+from .replay import QuestionResult
 from ..config import split_settings
 from ..engine import Answer as EngineAnswer
 from ..models import resolve_model_path
 from ..msg import MemoryState
 from ..ros.client import LiveVLMClient
-from ..ros.worker import CameraFeed, Frame
-from .bag import CameraMessage, CameraTopic, stamp_seconds
-from .player import BagPlayer
-from .questions import Question
-from .replay import OnResult, PolicyRun, QuestionResult, answer_result, peak_rss_bytes
+from ..ros.worker import CameraFeed
+from ..ros.worker import Frame
 
 STATE_PERIOD_S = 0.1
 """``state_period`` of a started node: MemoryState every 0.1 s of wall time."""
@@ -49,11 +57,13 @@ QOS_DEPTH = 100
 """Camera subscription depth of a started node (keep last, reliable)."""
 
 IN_FLIGHT = QOS_DEPTH // 2
-"""Flow control: the player waits while more messages than this are published but not yet
+"""
+Flow control: the player waits while more messages than this are published but not yet
 received by the node (per its MemoryState)."""
 
 MAX_BACKLOG = 2
-"""Flow control: the player waits while more sampled frames than this are not yet ingested
+"""
+Flow control: the player waits while more sampled frames than this are not yet ingested
 (the node's queue holds 8). Playback never outruns the node, so the memory it builds is
 the one the offline replay builds; a slow node makes the replay slower, it loses nothing."""
 
@@ -64,7 +74,8 @@ class LiveError(RuntimeError):
 
 @dataclass
 class LiveOptions:
-    """How the live replay runs.
+    """
+    How the live replay runs.
 
     Attributes:
         node_name: name of the node to start, or of the running node to attach to.
@@ -76,16 +87,17 @@ class LiveOptions:
         log_dir: where started nodes write their output (``node-<policy>.log``).
     """
 
-    node_name: str = "livevlm_eval"
+    node_name: str = 'livevlm_eval'
     attach: bool = False
     rate: float = 10.0
     ready_timeout_s: float = 300.0
     answer_timeout_s: float = 300.0
-    log_dir: Path = Path(".")
+    log_dir: Path = Path('.')
 
 
 class NodeProcess:
-    """The livevlm node in its own process, parameters from a YAML file, output to a log.
+    """
+    The livevlm node in its own process, parameters from a YAML file, output to a log.
 
     Raises:
         LiveError: the process could not be started.
@@ -94,23 +106,37 @@ class NodeProcess:
     def __init__(self, name: str, parameters: dict[str, Any], log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        params_path = log_path.with_suffix(".params.yaml")
-        params_path.write_text(json.dumps({"/**": {"ros__parameters": parameters}}, indent=1) + "\n")  # YAML 1.2 is JSON
-        self._log = open(log_path, "w")
-        command = [sys.executable, "-m", "ros2_livevlm.ros.node", "--ros-args", "-r", f"__node:={name}"]
+        params_path = log_path.with_suffix('.params.yaml')
+        params_path.write_text(
+            json.dumps({'/**': {'ros__parameters': parameters}}, indent=1) + '\n'
+        )  # YAML 1.2 is JSON
+        self._log = open(log_path, 'w')
+        command = [
+            sys.executable,
+            '-m',
+            'ros2_livevlm.ros.node',
+            '--ros-args',
+            '-r',
+            f'__node:={name}',
+        ]
         try:
             self.process = subprocess.Popen(
-                [*command, "--params-file", str(params_path)], stdout=self._log, stderr=subprocess.STDOUT
+                [*command, '--params-file', str(params_path)],
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
             )
         except OSError as err:
             self._log.close()
-            raise LiveError(f"cannot start the node: {err}") from err
+            raise LiveError(f'cannot start the node: {err}') from err
 
     def check_alive(self) -> None:
         """Raise :class:`LiveError` with the tail of the node's log if it has exited."""
         if self.process.poll() is not None:
-            tail = "".join(self.log_path.read_text().splitlines(keepends=True)[-20:])
-            raise LiveError(f"the node exited with code {self.process.returncode}; its log ({self.log_path}):\n{tail}")
+            tail = ''.join(self.log_path.read_text().splitlines(keepends=True)[-20:])
+            raise LiveError(
+                f'the node exited with code {self.process.returncode}; '
+                f'its log ({self.log_path}):\n{tail}'
+            )
 
     def peak_rss(self) -> int | None:
         """Peak resident memory of the node process so far, bytes."""
@@ -131,65 +157,75 @@ class NodeProcess:
 
 
 def node_parameters(
-    settings: dict[str, Any], policy: str, camera: CameraTopic, *, model_path: str, sample_fps: float, clip_timeout: float
+    settings: dict[str, Any],
+    policy: str,
+    camera: CameraTopic,
+    *,
+    model_path: str,
+    sample_fps: float,
+    clip_timeout: float,
 ) -> dict[str, Any]:
     """Parameters of a started node: the evaluation's settings, sim time, one reliable camera."""
     return {
         **settings,
-        "policy": policy,
-        "model_path": model_path,
-        "cameras": [camera.topic],
-        "compressed": [camera.compressed],
-        "qos_reliability": ["reliable"],
-        "qos_depth": [QOS_DEPTH],
-        "sample_fps": float(sample_fps),
-        "clip_timeout": float(clip_timeout),
-        "flush_on_question": True,
-        "state_period": STATE_PERIOD_S,
-        "autostart": True,
-        "use_sim_time": True,
+        'policy': policy,
+        'model_path': model_path,
+        'cameras': [camera.topic],
+        'compressed': [camera.compressed],
+        'qos_reliability': ['reliable'],
+        'qos_depth': [QOS_DEPTH],
+        'sample_fps': float(sample_fps),
+        'clip_timeout': float(clip_timeout),
+        'flush_on_question': True,
+        'state_period': STATE_PERIOD_S,
+        'autostart': True,
+        'use_sim_time': True,
     }
 
 
 def model_fields(model_path: str) -> dict[str, Any]:
-    """The ``model`` field of a record, read from the checkpoint's ``config.json`` (no weights loaded)."""
+    """Return the ``model`` field of a record from the checkpoint's ``config.json``."""
     path = resolve_model_path(model_path)
-    config = json.loads((path / "config.json").read_text())
-    text, vision = config["text_config"], config["vision_config"]
-    grid = vision["image_size"] // vision["patch_size"]
+    config = json.loads((path / 'config.json').read_text())
+    text, vision = config['text_config'], config['vision_config']
+    grid = vision['image_size'] // vision['patch_size']
     return {
-        "name": path.name,
-        "layers": text["num_hidden_layers"],
-        "hidden": text["hidden_size"],
-        "heads": text["num_attention_heads"],
-        "kv_heads": text["num_key_value_heads"],
-        "tokens_per_frame": math.ceil(grid / 2) ** 2,  # 2x2 pooling, as LlavaOnevision.tokens_per_frame
+        'name': path.name,
+        'layers': text['num_hidden_layers'],
+        'hidden': text['hidden_size'],
+        'heads': text['num_attention_heads'],
+        'kv_heads': text['num_key_value_heads'],
+        'tokens_per_frame': math.ceil(grid / 2)
+        ** 2,  # 2x2 pooling, as LlavaOnevision.tokens_per_frame
     }
 
 
 def live_setup(settings: dict[str, Any], policy: str, model_path: str) -> dict[str, Any]:
-    """The ``device``/``dtype``/``model``/``policy``/``memory`` fields of records for a started node."""
+    """Return the ``device``, ``dtype``, ``model``, ``policy``, ``memory`` of records of a node."""
     from ..bench.records import device_name
     from ..engine import resolve_dtype
 
-    memory, engine = split_settings({**settings, "policy": policy})
+    memory, engine = split_settings({**settings, 'policy': policy})
     return {
-        "device": device_name(engine.device),
-        "dtype": str(resolve_dtype(engine.dtype, engine.device)).removeprefix("torch."),
-        "model": model_fields(model_path),
-        "policy": policy,
-        "memory": {
-            "budget_tokens": None if policy == "full" else memory.budget_tokens,
-            "page_size": memory.page_size,
-            "retrieval_ratio": memory.retrieval_ratio,
-            "short_term_frames": memory.short_term_frames,
-            "frames_per_clip": engine.frames_per_clip,
+        'device': device_name(engine.device),
+        'dtype': str(resolve_dtype(engine.dtype, engine.device)).removeprefix('torch.'),
+        'model': model_fields(model_path),
+        'policy': policy,
+        'memory': {
+            'budget_tokens': None if policy == 'full' else memory.budget_tokens,
+            'page_size': memory.page_size,
+            'retrieval_ratio': memory.retrieval_ratio,
+            'short_term_frames': memory.short_term_frames,
+            'frames_per_clip': engine.frames_per_clip,
         },
     }
 
 
-def attached_parameters(node_name: str, names: Sequence[str], timeout_s: float = 30.0) -> dict[str, Any]:
-    """Values of parameters of a running node (``rcl_interfaces/srv/GetParameters``).
+def attached_parameters(
+    node_name: str, names: Sequence[str], timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """
+    Values of parameters of a running node (``rcl_interfaces/srv/GetParameters``).
 
     Raises:
         LiveError: the node does not answer within ``timeout_s``.
@@ -197,16 +233,23 @@ def attached_parameters(node_name: str, names: Sequence[str], timeout_s: float =
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
-    client = LiveVLMClient(f"/{node_name.lstrip('/')}")
+    client = LiveVLMClient(f'/{node_name.lstrip("/")}')
     try:
-        service = client.node.create_client(GetParameters, f"/{node_name.lstrip('/')}/get_parameters")
+        service = client.node.create_client(
+            GetParameters, f'/{node_name.lstrip("/")}/get_parameters'
+        )
         if not service.wait_for_service(timeout_sec=timeout_s):
-            raise LiveError(f"no node {node_name} to attach to (its get_parameters service is not there)")
+            raise LiveError(
+                f'no node {node_name} to attach to (its get_parameters service is not there)'
+            )
         future = service.call_async(GetParameters.Request(names=list(names)))
         client.wait_for(future.done, timeout_s)
-        return {name: parameter_value_to_python(value) for name, value in zip(names, future.result().values)}
+        return {
+            name: parameter_value_to_python(value)
+            for name, value in zip(names, future.result().values)
+        }
     except TimeoutError as err:
-        raise LiveError(f"node {node_name} did not return its parameters: {err}") from err
+        raise LiveError(f'node {node_name} did not return its parameters: {err}') from err
     finally:
         client.close()
 
@@ -216,8 +259,10 @@ def _seconds(time_msg: Any) -> float:
 
 
 def _engine_answer(message: Any) -> EngineAnswer:
-    """The Answer message of ``~/query`` as the engine's :class:`~ros2_livevlm.engine.Answer`."""
-    evidence = [(_seconds(a), _seconds(b)) for a, b in zip(message.evidence_start, message.evidence_end)]
+    """Convert the Answer message of ``~/query`` to the engine's :class:`Answer`."""
+    evidence = [
+        (_seconds(a), _seconds(b)) for a, b in zip(message.evidence_start, message.evidence_end)
+    ]
     return EngineAnswer(
         text=message.text,
         token_ids=[0] * message.tokens_generated,  # only the count crosses the service
@@ -226,7 +271,7 @@ def _engine_answer(message: Any) -> EngineAnswer:
         total_s=message.total_time,
         tokens_attended=message.tokens_attended,
         frames_in_memory=message.frames_in_memory,
-        stop_reason="",
+        stop_reason='',
     )
 
 
@@ -238,25 +283,37 @@ class LiveSession:
     """One policy's live replay: node (started or attached), client, player, sampler replica."""
 
     def __init__(
-        self, bag: str | Path, camera: CameraTopic, start_ns: int, sample_fps: float, options: LiveOptions
+        self,
+        bag: str | Path,
+        camera: CameraTopic,
+        start_ns: int,
+        sample_fps: float,
+        options: LiveOptions,
     ) -> None:
         self.camera = camera
         self.options = options
-        self.client = LiveVLMClient(f"/{options.node_name.lstrip('/')}")
+        self.client = LiveVLMClient(f'/{options.node_name.lstrip("/")}')
         self.states: list[Any] = []  # every MemoryState of the camera (the memory trace)
         self._latest: Any = None
         self.client.node.create_subscription(
-            MemoryState, f"/{options.node_name.lstrip('/')}/memory_state", self._on_state, 100
+            MemoryState, f'/{options.node_name.lstrip("/")}/memory_state', self._on_state, 100
         )
         self.replica = CameraFeed(camera.topic, sample_fps, queue_size=1)
         self.expected_stamp: float | None = None  # newest frame the node must have sampled
         self.expected_ingested = 0  # frames the node must have ingested since its last reset
-        self.published_since_reset = 0  # messages published since the node's last reset (time jump)
+        self.published_since_reset = (
+            0  # messages published since the node's last reset (time jump)
+        )
         self.sampled = 0  # frames the node must have sampled, in all
         self.progress: Any = None
         self.player = BagPlayer(
-            self.client.node, bag, camera, start_ns,
-            rate=options.rate, on_message=self._on_published, throttle=self._throttle,
+            self.client.node,
+            bag,
+            camera,
+            start_ns,
+            rate=options.rate,
+            on_message=self._on_published,
+            throttle=self._throttle,
         )
 
     def _on_published(self, message: CameraMessage) -> None:
@@ -267,7 +324,7 @@ class LiveSession:
             self.expected_stamp, self.expected_ingested, self.published_since_reset = None, 0, 0
         self.published_since_reset += 1
         if due:
-            self.replica.push(Frame(NO_PIXELS, stamp, ""))
+            self.replica.push(Frame(NO_PIXELS, stamp, ''))
             self.replica.pop()
             self.expected_stamp = stamp
             self.expected_ingested += 1
@@ -283,7 +340,7 @@ class LiveSession:
             or self.expected_ingested - state.frames_ingested > MAX_BACKLOG
         ):
             if time.monotonic() > deadline:
-                raise LiveError(f"the node stalled: {state}")
+                raise LiveError(f'the node stalled: {state}')
             time.sleep(0.005)
 
     def _on_state(self, state: Any) -> None:
@@ -292,11 +349,12 @@ class LiveSession:
             self._latest = state
 
     def latest_state(self) -> Any:
-        """The newest MemoryState of the node's camera on the played topic, or None."""
+        """Return the newest MemoryState of the node's camera on the played topic, or None."""
         return self._latest
 
     def wait_caught_up(self, timeout_s: float, check: Any) -> Any:
-        """Wait until the node received what was published and ingested every frame it sampled.
+        """
+        Wait until the node received what was published and ingested every frame it sampled.
 
         Messages lost in transport are given up on once ``frames_received`` has not moved
         for :data:`STALL_S`. Returns the last MemoryState.
@@ -309,25 +367,30 @@ class LiveSession:
             if state is not None:
                 if state.frames_received != last:
                     last, since = state.frames_received, time.monotonic()
-                received = state.frames_received >= self.published_since_reset or time.monotonic() - since > STALL_S
+                received = (
+                    state.frames_received >= self.published_since_reset
+                    or time.monotonic() - since > STALL_S
+                )
                 if received and state.frames_ingested >= self.expected_ingested:
                     return state
             if time.monotonic() > deadline:
-                raise LiveError(f"the node did not catch up within {timeout_s:.0f} s (last state: {state})")
+                raise LiveError(
+                    f'the node did not catch up within {timeout_s:.0f} s (last state: {state})'
+                )
             time.sleep(0.02)
 
     def next_state(self, after: Any, check: Any) -> Any:
-        """The first MemoryState received after ``after`` (a state object), waiting for it."""
+        """Wait for the first MemoryState received after ``after`` (a state object)."""
         deadline = time.monotonic() + 10 * STATE_PERIOD_S + 5.0
         while (state := self.latest_state()) is after or state is None:
             check()
             if time.monotonic() > deadline:
-                raise LiveError("no ~/memory_state from the node (is it active?)")
+                raise LiveError('no ~/memory_state from the node (is it active?)')
             time.sleep(0.01)
         return state
 
     def ask(self, asked_ns: int, question: Question, repeats: int, check: Any) -> QuestionResult:
-        """Ask ``question`` (``repeats`` times) once the node has caught up; read the memory after."""
+        """Ask ``question`` ``repeats`` times once the node caught up; read the memory after."""
         timeout = self.options.answer_timeout_s
         self.wait_caught_up(timeout, check)
         answers = []
@@ -336,28 +399,52 @@ class LiveSession:
             message = self.client.query(question.question, camera, timeout=timeout)
             if not message.success:
                 return QuestionResult(
-                    question=question, asked_ns=asked_ns, text="", correct=False, evidence=[], ttft_s=[], answer_s=[],
-                    tpot_s=[], tokens_generated=0, tokens_attended=0, frames_seen=0, frames_in_memory=0,
-                    kv_tokens=None, kv_bytes=None, error=message.error,
+                    question=question,
+                    asked_ns=asked_ns,
+                    text='',
+                    correct=False,
+                    evidence=[],
+                    ttft_s=[],
+                    answer_s=[],
+                    tpot_s=[],
+                    tokens_generated=0,
+                    tokens_attended=0,
+                    frames_seen=0,
+                    frames_in_memory=0,
+                    kv_tokens=None,
+                    kv_bytes=None,
+                    error=message.error,
                 )
             newest = _seconds(message.header.stamp)
             if self.expected_stamp is None or newest >= self.expected_stamp - 1e-6:
                 answers.append(_engine_answer(message))
                 break
-            time.sleep(0.05 * (attempt + 1))  # answered before the last sampled frame was ingested: again
+            time.sleep(
+                0.05 * (attempt + 1)
+            )  # answered before the last sampled frame was ingested: again
         else:
-            raise LiveError(f"the node never ingested the frame stamped {self.expected_stamp:.3f} s")
+            raise LiveError(
+                f'the node never ingested the frame stamped {self.expected_stamp:.3f} s'
+            )
         for _ in range(repeats - 1):
-            answers.append(_engine_answer(self.client.query(question.question, camera, timeout=timeout)))
+            answers.append(
+                _engine_answer(self.client.query(question.question, camera, timeout=timeout))
+            )
         state = self.next_state(self.latest_state(), check)
         kv_tokens = state.tokens_init + state.tokens_long_term + state.tokens_short_term
-        return answer_result(question, asked_ns, answers, state.frames_ingested, kv_tokens, state.kv_bytes)
+        return answer_result(
+            question, asked_ns, answers, state.frames_ingested, kv_tokens, state.kv_bytes
+        )
 
     def trace(self) -> list[tuple[int, int, int]]:
-        """``(frames_ingested, kv_tokens, kv_bytes)`` of every received MemoryState of the camera, deduplicated."""
+        """Return ``(frames_ingested, kv_tokens, kv_bytes)`` per MemoryState, repeats dropped."""
         points: list[tuple[int, int, int]] = []
         for s in self.states:
-            point = (s.frames_ingested, s.tokens_init + s.tokens_long_term + s.tokens_short_term, s.kv_bytes)
+            point = (
+                s.frames_ingested,
+                s.tokens_init + s.tokens_long_term + s.tokens_short_term,
+                s.kv_bytes,
+            )
             if not points or point != points[-1]:
                 points.append(point)
         return points
@@ -383,7 +470,8 @@ def replay_live(
     progress: Any = None,
     on_result: OnResult | None = None,
 ) -> PolicyRun:
-    """Replay ``camera`` of ``bag`` into a node of ``policy`` over DDS and ask ``questions`` on ``~/query``.
+    """
+    Replay ``camera`` of ``bag`` into a node of ``policy`` over DDS; ask on ``~/query``.
 
     Args:
         policy: memory policy of the started node (ignored when attaching: the node's own).
@@ -402,20 +490,27 @@ def replay_live(
     node = None
     if not options.attach:
         params = node_parameters(
-            settings, policy, camera, model_path=model_path, sample_fps=sample_fps, clip_timeout=clip_timeout
+            settings,
+            policy,
+            camera,
+            model_path=model_path,
+            sample_fps=sample_fps,
+            clip_timeout=clip_timeout,
         )
-        node = NodeProcess(options.node_name, params, options.log_dir / f"node-{policy}.log")
+        node = NodeProcess(options.node_name, params, options.log_dir / f'node-{policy}.log')
     check = node.check_alive if node is not None else (lambda: None)
     session = LiveSession(bag, camera, start_ns, sample_fps, options)
     session.progress = progress
-    run = PolicyRun(policy=policy, mode="live")
+    run = PolicyRun(policy=policy, mode='live')
     exit_code = None
     try:
-        state = session.client.wait_for(lambda: (check(), session.latest_state())[1], options.ready_timeout_s)
+        state = session.client.wait_for(
+            lambda: (check(), session.latest_state())[1], options.ready_timeout_s
+        )
         run.policy = state.policy
         if options.attach:  # a running node may hold frames of another stream
             session.client.reset(timeout=options.answer_timeout_s)
-        run.info["setup"] = live_setup(settings, state.policy, model_path)
+        run.info['setup'] = live_setup(settings, state.policy, model_path)
         session.client.wait_for(lambda: (check(), session.player.subscribers())[1], 30.0)
         for asked_ns, question in questions:
             session.player.play_until(asked_ns)
@@ -427,18 +522,22 @@ def replay_live(
         state = session.wait_caught_up(options.answer_timeout_s, check)
         lost = session.published_since_reset - state.frames_received
         run.frames_received, run.frames_sampled = session.player.published - lost, session.sampled
-        run.frames_dropped = lost + state.frames_dropped_invalid + state.frames_dropped_queue  # since the last reset
+        run.frames_dropped = (
+            lost + state.frames_dropped_invalid + state.frames_dropped_queue
+        )  # since the last reset
         run.trace = session.trace()
-        run.info["extra"] = {"playback_rate": options.rate, "ingest_rate_hz": round(float(state.ingest_rate), 3)}
+        run.info['extra'] = {
+            'playback_rate': options.rate,
+            'ingest_rate_hz': round(float(state.ingest_rate), 3),
+        }
         if node is not None:
             run.peak_bytes = node.peak_rss()
     except TimeoutError as err:
-        raise LiveError(f"waiting for the node {options.node_name}: {err}") from err
+        raise LiveError(f'waiting for the node {options.node_name}: {err}') from err
     finally:
         session.close()
         if node is not None:
             exit_code = node.stop()
     if exit_code not in (None, 0):
-        raise LiveError(f"the node exited with code {exit_code} (log: {node.log_path})")
+        raise LiveError(f'the node exited with code {exit_code} (log: {node.log_path})')
     return run
-

@@ -1,4 +1,5 @@
-"""A bag player on ``rosbags`` + rclpy: camera messages and ``/clock``, as ``ros2 bag play --clock``.
+"""
+A bag player on ``rosbags`` + rclpy: camera messages and ``/clock``, as ``ros2 bag play --clock``.
 
 The recorded CDR bytes are published as they are (no decoding), in log-time order, paced
 at ``rate`` times the recorded speed; ``/clock`` (``rosgraph_msgs/Clock``) carries the
@@ -9,26 +10,31 @@ question "at" a time: the clock stands still until playback resumes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterator
 import importlib
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
+import time
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy
+from rclpy.qos import QoSProfile
+from rclpy.qos import ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from .bag import CameraMessage, CameraTopic, read_camera
+from .bag import CameraMessage
+from .bag import CameraTopic
+from .bag import read_camera
 
 CLOCK_PERIOD_S = 0.05
-"""Longest wall time between two ``/clock`` messages while playing, s (20 Hz, like ``ros2 bag play``)."""
+"""Longest wall time between two ``/clock`` messages while playing, s (20 Hz, as ros2 bag play)."""
 
 
 def message_class(msgtype: str) -> type:
-    """The rclpy message class of a rosbag2 type name such as ``sensor_msgs/msg/Image``."""
-    package, kind, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    """Return the rclpy message class of a rosbag2 type name such as ``sensor_msgs/msg/Image``."""
+    package, kind, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.{kind}'), name)
 
 
 def to_time_msg(ns: int) -> Any:
@@ -40,7 +46,8 @@ def to_time_msg(ns: int) -> Any:
 
 
 class BagPlayer:
-    """Publishes one camera topic of a bag and ``/clock`` from ``node``.
+    """
+    Publishes one camera topic of a bag and ``/clock`` from ``node``.
 
     Args:
         node: rclpy node that owns the publishers (any context; it need not spin).
@@ -67,14 +74,16 @@ class BagPlayer:
         throttle: Callable[[], None] | None = None,
     ) -> None:
         if rate <= 0:
-            raise ValueError(f"rate must be > 0, got {rate}")
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+            raise ValueError(f'rate must be > 0, got {rate}')
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE
+        )
         self.camera = camera
         self.rate = rate
         self.published = 0
         self.clock_ns = start_ns
         self._publisher = node.create_publisher(message_class(camera.msgtype), camera.topic, qos)
-        self._clock = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
+        self._clock = node.create_publisher(Clock, '/clock', QoSProfile(depth=10))
         self._on_message = on_message
         self._throttle = throttle
         self._messages: Iterator[CameraMessage] = read_camera(bag, camera.topic)
@@ -83,7 +92,7 @@ class BagPlayer:
 
     @property
     def finished(self) -> bool:
-        """True once every message has been published."""
+        """Tell whether every message has been published."""
         return self._next is None
 
     def subscribers(self) -> int:
@@ -96,7 +105,8 @@ class BagPlayer:
         self._clock.publish(Clock(clock=to_time_msg(self.clock_ns)))
 
     def play_until(self, until_ns: int | None) -> None:
-        """Publish every message logged at or before ``until_ns`` (None: to the end), paced.
+        """
+        Publish every message logged at or before ``until_ns`` (None: to the end), paced.
 
         The clock advances with the messages and at least every :data:`CLOCK_PERIOD_S` of
         wall time in between; it ends at ``until_ns`` (or the last message) and stays
@@ -117,7 +127,7 @@ class BagPlayer:
             self._advance_to(until_ns)
 
     def _advance_to(self, target_ns: int) -> None:
-        """Sleep until bag time ``target_ns`` is due at ``rate``, publishing the clock on the way."""
+        """Sleep until bag time ``target_ns`` is due at ``rate``; publish the clock meanwhile."""
         wall0, bag0 = self._anchor
         while True:
             due = wall0 + (target_ns - bag0) * 1e-9 / self.rate
@@ -125,5 +135,7 @@ class BagPlayer:
             if now >= due:
                 break
             time.sleep(min(CLOCK_PERIOD_S, due - now))
-            self.publish_clock(min(target_ns, bag0 + int((time.monotonic() - wall0) * self.rate * 1e9)))
+            self.publish_clock(
+                min(target_ns, bag0 + int((time.monotonic() - wall0) * self.rate * 1e9))
+            )
         self.publish_clock(target_ns)

@@ -1,4 +1,5 @@
-"""Offline replay: a bag's camera topic through the engine at bag stamps, questions at their times.
+"""
+Offline replay: a bag's camera topic through the engine at bag stamps, questions at their times.
 
 What the node does, without ROS and deterministically: messages in log-time order, each
 converted by the node's own image conversion (:func:`ros2_livevlm.ros.image.to_rgb`) and
@@ -13,30 +14,39 @@ live one in :mod:`ros2_livevlm.eval.live`) hand to the report.
 
 from __future__ import annotations
 
-import os
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+import os
 from pathlib import Path
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from .bag import CameraTopic
+from .bag import read_camera
+from .bag import stamp_seconds
+from .questions import is_correct
+from .questions import Question
 from ..bench.records import engine_setup
-from ..engine import Answer, StreamingVLM
-from ..ros.image import ImageConversionError, to_rgb
-from ..ros.worker import CameraFeed, Frame
-from .bag import CameraTopic, read_camera, stamp_seconds
-from .questions import Question, is_correct
+from ..engine import Answer
+from ..engine import StreamingVLM
+from ..ros.image import ImageConversionError
+from ..ros.image import to_rgb
+from ..ros.worker import CameraFeed
+from ..ros.worker import Frame
 
-OnResult = Callable[["QuestionResult"], None]
+OnResult = Callable[['QuestionResult'], None]
 
 
 @dataclass
 class QuestionResult:
-    """One question answered by one policy.
+    """
+    One question answered by one policy.
 
     Attributes:
         question: the question as read from its file.
@@ -49,7 +59,8 @@ class QuestionResult:
         tokens_attended: context length attended.
         frames_seen: frames ingested into the memory so far.
         frames_in_memory: frames with a token in the memory.
-        kv_tokens / kv_bytes: memory occupancy when asked (all segments; bytes of K and V, all layers).
+        kv_tokens / kv_bytes: memory occupancy when asked (all segments; K and V bytes, all
+            layers).
         error: why there is no answer ("" when answered).
     """
 
@@ -67,12 +78,13 @@ class QuestionResult:
     frames_in_memory: int
     kv_tokens: int | None
     kv_bytes: int | None
-    error: str = ""
+    error: str = ''
 
 
 @dataclass
 class PolicyRun:
-    """Everything one policy's replay measured.
+    """
+    Everything one policy's replay measured.
 
     Attributes:
         policy: memory policy name.
@@ -101,11 +113,11 @@ class PolicyRun:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def peak_rss_bytes(pid: int | str = "self") -> int | None:
+def peak_rss_bytes(pid: int | str = 'self') -> int | None:
     """Peak resident set size (``VmHWM``) of a process, bytes; None where /proc is unavailable."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith('VmHWM:'):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
@@ -114,27 +126,32 @@ def peak_rss_bytes(pid: int | str = "self") -> int | None:
 
 def reset_peak(device: str) -> None:
     """Restart peak-memory tracking of this process (CUDA allocator, or Linux ``clear_refs``)."""
-    if torch.device(device).type == "cuda":
+    if torch.device(device).type == 'cuda':
         torch.cuda.reset_peak_memory_stats(torch.device(device))
         return
     try:
-        with open(f"/proc/{os.getpid()}/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        with open(f'/proc/{os.getpid()}/clear_refs', 'w') as f:
+            f.write('5')  # resets VmHWM to the current RSS (Linux >= 4.0)
     except OSError:
         pass
 
 
 def peak_bytes(device: str) -> int | None:
     """Peak memory since :func:`reset_peak`: CUDA allocator bytes on a GPU, else peak RSS."""
-    if torch.device(device).type == "cuda":
+    if torch.device(device).type == 'cuda':
         return int(torch.cuda.max_memory_allocated(torch.device(device)))
     return peak_rss_bytes()
 
 
 def answer_result(
-    question: Question, asked_ns: int, answers: Sequence[Answer], frames_seen: int, kv_tokens: int, kv_bytes: int
+    question: Question,
+    asked_ns: int,
+    answers: Sequence[Answer],
+    frames_seen: int,
+    kv_tokens: int,
+    kv_bytes: int,
 ) -> QuestionResult:
-    """A :class:`QuestionResult` from the repeats of one question (the first gives the text)."""
+    """Build a :class:`QuestionResult` from the repeats of one question (text of the first)."""
     first = answers[0]
     return QuestionResult(
         question=question,
@@ -144,7 +161,11 @@ def answer_result(
         evidence=[(float(a), float(b)) for a, b in first.evidence],
         ttft_s=[a.ttft_s for a in answers],
         answer_s=[a.total_s for a in answers],
-        tpot_s=[(a.total_s - a.ttft_s) / (len(a.token_ids) - 1) for a in answers if len(a.token_ids) > 1],
+        tpot_s=[
+            (a.total_s - a.ttft_s) / (len(a.token_ids) - 1)
+            for a in answers
+            if len(a.token_ids) > 1
+        ],
         tokens_generated=len(first.token_ids),
         tokens_attended=first.tokens_attended,
         frames_seen=frames_seen,
@@ -167,7 +188,8 @@ def replay_offline(
     progress: Any = None,
     on_result: OnResult | None = None,
 ) -> PolicyRun:
-    """Replay ``camera`` of ``bag`` into a fresh memory of ``policy`` and answer ``questions``.
+    """
+    Replay ``camera`` of ``bag`` into a fresh memory of ``policy`` and answer ``questions``.
 
     Args:
         base: a loaded engine; its model is shared (:meth:`StreamingVLM.new_stream`).
@@ -189,10 +211,10 @@ def replay_offline(
     device = engine.engine_config.device
     reset_peak(device)
     feed = CameraFeed(camera.topic, sample_fps, queue_size=1)
-    run = PolicyRun(policy=policy, mode="offline", info={"setup": engine_setup(engine)})
+    run = PolicyRun(policy=policy, mode='offline', info={'setup': engine_setup(engine)})
     pending = deque(questions)
     ingest_s = 0.0
-    last_ingest_s = -float("inf")
+    last_ingest_s = -float('inf')
 
     def ask_due(before_ns: int | None) -> None:
         nonlocal ingest_s
@@ -204,7 +226,9 @@ def replay_offline(
             answers = [engine.ask(question.question) for _ in range(repeats)]
             stats = engine.stats()
             kv_tokens = stats.tokens_init + stats.tokens_long_term + stats.tokens_short_term
-            result = answer_result(question, asked_ns, answers, stats.frames_ingested, kv_tokens, stats.kv_bytes)
+            result = answer_result(
+                question, asked_ns, answers, stats.frames_ingested, kv_tokens, stats.kv_bytes
+            )
             run.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -248,7 +272,7 @@ def replay_offline(
 
 def warm_up(engine: StreamingVLM, frame_shape: tuple[int, int] = (96, 128)) -> None:
     """One ingest and answer on a throw-away memory, so lazy initialisation is not timed."""
-    stream = engine.new_stream(policy="full")
+    stream = engine.new_stream(policy='full')
     stream.ingest(np.zeros((1, *frame_shape, 3), dtype=np.uint8), [0.0])
     stream.flush()
-    stream.ask("What do you see now?", max_new_tokens=2)
+    stream.ask('What do you see now?', max_new_tokens=2)

@@ -1,4 +1,5 @@
-"""The evaluation report: records, a Markdown summary and plots, all policies side by side.
+"""
+The evaluation report: records, a Markdown summary and plots, all policies side by side.
 
 ``--out DIR`` of ``evaluate`` receives:
 
@@ -19,27 +20,31 @@ A question's *range* is ``recent`` when its evidence (``evidence_time``) is less
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..bench.records import markdown_table, record, write_jsonl
+from .replay import PolicyRun
+from .replay import QuestionResult
+from ..bench.records import markdown_table
+from ..bench.records import record
+from ..bench.records import write_jsonl
 from ..bench.stream import headline
-from .replay import PolicyRun, QuestionResult
 
-PLOTS = ("ttft_vs_frames.png", "kv_bytes_vs_frames.png", "accuracy.png")
-STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ("-", "v"), ("--", "x"))
+PLOTS = ('ttft_vs_frames.png', 'kv_bytes_vs_frames.png', 'accuracy.png')
+STYLES = (('-', 'o'), ('--', 's'), ('-.', '^'), (':', 'D'), ('-', 'v'), ('--', 'x'))
 """Line style and marker per policy, so overlapping curves stay visible."""
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """What the whole evaluation ran on, for the report.
+    """
+    What the whole evaluation ran on, for the report.
 
     Attributes:
         mode: ``offline`` or ``live``.
@@ -72,17 +77,17 @@ def question_range(result: QuestionResult, ctx: RunContext) -> str:
     """``recent``, ``long_range`` or ``-`` (no evidence time given), see the module docstring."""
     evidence = result.question.evidence_time
     if evidence is None:
-        return "-"
+        return '-'
     age_s = (result.asked_ns - evidence.resolve(ctx.start_ns)) * 1e-9
-    return "long_range" if age_s >= ctx.long_range_s else "recent"
+    return 'long_range' if age_s >= ctx.long_range_s else 'recent'
 
 
 def question_record(run: PolicyRun, result: QuestionResult, ctx: RunContext) -> dict[str, Any]:
-    """The record line of one answered question (see the module docstring)."""
+    """Build the record line of one answered question (see the module docstring)."""
     q = result.question
     evidence_ns = q.evidence_time.resolve(ctx.start_ns) if q.evidence_time is not None else None
     return record(
-        run.info["setup"],
+        run.info['setup'],
         frames=result.frames_seen,
         kv_tokens=result.kv_tokens,
         kv_bytes=result.kv_bytes,
@@ -110,20 +115,26 @@ def question_record(run: PolicyRun, result: QuestionResult, ctx: RunContext) -> 
         correct=None if result.error else result.correct,
         evidence=[[_relative(ctx, a), _relative(ctx, b)] for a, b in result.evidence],
         evidence_time_s=None if evidence_ns is None else _relative(ctx, evidence_ns * 1e-9),
-        evidence_age_s=None if evidence_ns is None else round((result.asked_ns - evidence_ns) * 1e-9, 3),
+        evidence_age_s=None
+        if evidence_ns is None
+        else round((result.asked_ns - evidence_ns) * 1e-9, 3),
         frames_in_memory=result.frames_in_memory,
         tokens_generated=result.tokens_generated,
         error=result.error,
-        **run.info.get("extra", {}),
+        **run.info.get('extra', {}),
     )
 
 
 def policy_record(run: PolicyRun) -> dict[str, Any]:
-    """One record for a policy over all its questions: frames and memory at the last question, pooled timings."""
+    """
+    Build one record for a policy over all its questions.
+
+    Frames and memory at its last question, timings pooled over all.
+    """
     answered = [r for r in run.results if not r.error]
     last = answered[-1] if answered else None
     return record(
-        run.info["setup"],
+        run.info['setup'],
         frames=last.frames_seen if last else 0,
         kv_tokens=last.kv_tokens if last else None,
         kv_bytes=last.kv_bytes if last else None,
@@ -132,7 +143,9 @@ def policy_record(run: PolicyRun) -> dict[str, Any]:
         answer_s=[t for r in answered for t in r.answer_s],
         tpot_s=[t for r in answered for t in r.tpot_s],
         ingest_fps=run.ingest_fps,
-        tokens_attended=float(np.mean([r.tokens_attended for r in answered])) if answered else None,
+        tokens_attended=float(np.mean([r.tokens_attended for r in answered]))
+        if answered
+        else None,
         accuracy=float(np.mean([r.correct for r in answered])) if answered else None,
         questions=len(run.results),
         errors=len(run.results) - len(answered),
@@ -150,7 +163,7 @@ def checkpoint_records(run: PolicyRun) -> list[dict[str, Any]]:
             by_frames[result.frames_seen].append(result)
     return [
         record(
-            run.info["setup"],
+            run.info['setup'],
             frames=frames,
             kv_tokens=group[-1].kv_tokens,
             kv_bytes=group[-1].kv_bytes,
@@ -166,7 +179,9 @@ def checkpoint_records(run: PolicyRun) -> list[dict[str, Any]]:
     ]
 
 
-def accuracy_groups(runs: Sequence[PolicyRun], ctx: RunContext) -> tuple[list[str], dict[str, dict[str, tuple[int, int]]]]:
+def accuracy_groups(
+    runs: Sequence[PolicyRun], ctx: RunContext
+) -> tuple[list[str], dict[str, dict[str, tuple[int, int]]]]:
     """Group names (kinds, then ranges, then ``all``) and policy -> group -> (correct, asked)."""
     table: dict[str, dict[str, list[int]]] = {}
     kinds: list[str] = []
@@ -175,89 +190,124 @@ def accuracy_groups(runs: Sequence[PolicyRun], ctx: RunContext) -> tuple[list[st
         for result in run.results:
             if result.error:
                 continue
-            names = [result.question.kind, question_range(result, ctx), "all"]
+            names = [result.question.kind, question_range(result, ctx), 'all']
             for name in names:
-                if name == "-":
+                if name == '-':
                     continue
                 groups[name][0] += int(result.correct)
                 groups[name][1] += 1
             if result.question.kind not in kinds:
                 kinds.append(result.question.kind)
         table[run.policy] = groups
-    ranges = [name for name in ("recent", "long_range") if any(name in g for g in table.values())]
-    return kinds + ranges + ["all"], {p: {k: tuple(v) for k, v in g.items()} for p, g in table.items()}
+    ranges = [name for name in ('recent', 'long_range') if any(name in g for g in table.values())]
+    return kinds + ranges + ['all'], {
+        p: {k: tuple(v) for k, v in g.items()} for p, g in table.items()
+    }
 
 
 def _accuracy_table(runs: Sequence[PolicyRun], ctx: RunContext) -> str:
     names, table = accuracy_groups(runs, ctx)
-    lines = ["| policy | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines = ['| policy | ' + ' | '.join(names) + ' |', '|---|' + '---:|' * len(names)]
     for run in runs:
         cells = []
         for name in names:
             correct, asked = table[run.policy].get(name, (0, 0))
-            cells.append(f"{100 * correct / asked:.0f}% ({correct}/{asked})" if asked else "-")
-        lines.append(f"| {run.policy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells.append(f'{100 * correct / asked:.0f}% ({correct}/{asked})' if asked else '-')
+        lines.append(f'| {run.policy} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
-def summary_markdown(runs: Sequence[PolicyRun], ctx: RunContext, policy_records: Sequence[dict[str, Any]]) -> str:
-    """The Markdown summary: header (with the accuracy caveat), tables, headline ratios."""
-    model = policy_records[0]["model"] if policy_records else {}
-    budgets = [r["memory"]["budget_tokens"] for r in policy_records if r["memory"]["budget_tokens"] is not None]
-    memory = policy_records[0]["memory"] if policy_records else {}
-    lines = [f"# Evaluation of {ctx.bag} ({ctx.topic}), {ctx.mode} replay", ""]
+def summary_markdown(
+    runs: Sequence[PolicyRun], ctx: RunContext, policy_records: Sequence[dict[str, Any]]
+) -> str:
+    """Write the Markdown summary: header (with the accuracy caveat), tables, headline ratios."""
+    model = policy_records[0]['model'] if policy_records else {}
+    budgets = [
+        r['memory']['budget_tokens']
+        for r in policy_records
+        if r['memory']['budget_tokens'] is not None
+    ]
+    memory = policy_records[0]['memory'] if policy_records else {}
+    lines = [f'# Evaluation of {ctx.bag} ({ctx.topic}), {ctx.mode} replay', '']
     if ctx.random_model:
         lines += [
-            f"> **Accuracy is meaningless here:** the model (`{ctx.model_path}`) has random weights, so",
-            "> its answers are noise. Time to first token, KV memory and ingest rate are real",
-            "> measurements of the memory policies on this machine.",
-            "",
+            f'> **Accuracy is meaningless here:** the model (`{ctx.model_path}`) has random '
+            'weights, so',
+            '> its answers are noise. Time to first token, KV memory and ingest rate are real',
+            '> measurements of the memory policies on this machine.',
+            '',
         ]
     lines += [
-        f"model `{model.get('name')}` ({model.get('layers')} layers, hidden {model.get('hidden')}, "
-        f"{model.get('tokens_per_frame')} tokens/frame), device {policy_records[0]['device'] if policy_records else '-'}, "
-        f"sample_fps {ctx.sample_fps:g} Hz, long-term budget {budgets[0] if budgets else '-'} tokens "
-        f"(policy `full`: unlimited), {memory.get('frames_per_clip')} frames/clip, "
-        f"{ctx.repeats} repeat(s) per question; `range`: evidence older than {ctx.long_range_s:g} s is long_range.",
-        "",
-        "## Policies (timings over all questions; frames and kv at the last question)",
-        "",
+        f'model `{model.get("name")}` ({model.get("layers")} layers, '
+        f'hidden {model.get("hidden")}, {model.get("tokens_per_frame")} tokens/frame), '
+        f'device {policy_records[0]["device"] if policy_records else "-"}, '
+        f'sample_fps {ctx.sample_fps:g} Hz, '
+        f'long-term budget {budgets[0] if budgets else "-"} tokens '
+        f'(policy `full`: unlimited), {memory.get("frames_per_clip")} frames/clip, '
+        f'{ctx.repeats} repeat(s) per question; `range`: evidence older than '
+        f'{ctx.long_range_s:g} s is long_range.',
+        '',
+        '## Policies (timings over all questions; frames and kv at the last question)',
+        '',
         markdown_table(policy_records),
-        "",
-        "| policy | frames received | sampled | dropped | questions | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        '',
+        '| policy | frames received | sampled | dropped | questions | errors |',
+        '|---|---:|---:|---:|---:|---:|',
     ]
     for r in policy_records:
         lines.append(
-            f"| {r['policy']} | {r['frames_received']} | {r['frames_sampled']} | {r['frames_dropped']} "
-            f"| {r['questions']} | {r['errors']} |"
+            f'| {r["policy"]} | {r["frames_received"]} | {r["frames_sampled"]} '
+            f'| {r["frames_dropped"]} '
+            f'| {r["questions"]} | {r["errors"]} |'
         )
-    lines += ["", "## Accuracy per question kind and evidence range", "", _accuracy_table(runs, ctx), ""]
+    lines += [
+        '',
+        '## Accuracy per question kind and evidence range',
+        '',
+        _accuracy_table(runs, ctx),
+        '',
+    ]
     checkpoints = [r for run in runs for r in checkpoint_records(run)]
     if checkpoints:
-        lines += ["## Per stream length at which questions were asked", "", markdown_table(checkpoints), ""]
+        lines += [
+            '## Per stream length at which questions were asked',
+            '',
+            markdown_table(checkpoints),
+            '',
+        ]
         ratios = headline(checkpoints)
         if ratios:
-            lines += ["## Headline ratios (BENCHMARKS.md)", ""] + [f"- {line}" for line in ratios] + [""]
-    return "\n".join(lines)
+            lines += (
+                ['## Headline ratios (BENCHMARKS.md)', '']
+                + [f'- {line}' for line in ratios]
+                + ['']
+            )
+    return '\n'.join(lines)
 
 
 def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    styles = [{"linestyle": ls, "marker": m, "linewidth": 2.4 - 0.35 * i} for i, (ls, m) in enumerate(STYLES)]
+    styles = [
+        {'linestyle': ls, 'marker': m, 'linewidth': 2.4 - 0.35 * i}
+        for i, (ls, m) in enumerate(STYLES)
+    ]
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for run, style in zip(runs, styles * len(runs)):
         samples = [(r.frames_seen, t * 1e3) for r in run.results if not r.error for t in r.ttft_s]
-        medians = [(c["frames"], c["ttft_s"]["p50"] * 1e3) for c in checkpoint_records(run)]
+        medians = [(c['frames'], c['ttft_s']['p50'] * 1e3) for c in checkpoint_records(run)]
         if medians:
-            line, = ax.plot(*zip(*medians), markersize=4, label=f"{run.policy} (p50)", **style)
+            (line,) = ax.plot(*zip(*medians), markersize=4, label=f'{run.policy} (p50)', **style)
             ax.scatter(*zip(*samples), s=8, alpha=0.3, color=line.get_color())
-    ax.set(xlabel="frames seen", ylabel="TTFT (ms)", title="Time to first token vs frames seen (dots: each answer)")
+    ax.set(
+        xlabel='frames seen',
+        ylabel='TTFT (ms)',
+        title='Time to first token vs frames seen (dots: each answer)',
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out / PLOTS[0]))
@@ -267,8 +317,12 @@ def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:
         if run.trace:
             frames, _, kv_bytes = zip(*run.trace)
             kib = np.array(kv_bytes) / 2**10
-            ax.plot(frames, kib, label=run.policy, drawstyle="steps-post", **{**style, "marker": None})
-    ax.set(xlabel="frames seen", ylabel="KV cache (KiB, all layers)", title="KV memory vs frames seen")
+            ax.plot(
+                frames, kib, label=run.policy, drawstyle='steps-post', **{**style, 'marker': None}
+            )
+    ax.set(
+        xlabel='frames seen', ylabel='KV cache (KiB, all layers)', title='KV memory vs frames seen'
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out / PLOTS[1]))
@@ -277,13 +331,21 @@ def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(names) + 2), 4.2))
     width = 0.8 / max(1, len(runs))
     for i, run in enumerate(runs):
-        values = [100 * c / n if n else 0.0 for c, n in (table[run.policy].get(name, (0, 0)) for name in names)]
-        ax.bar(np.arange(len(names)) + (i - (len(runs) - 1) / 2) * width, values, width, label=run.policy)
-    title = "Accuracy per question kind" + (" (random model: noise)" if ctx.random_model else "")
-    ax.set(ylabel="accuracy (%)", ylim=(0, 105), title=title)
+        values = [
+            100 * c / n if n else 0.0
+            for c, n in (table[run.policy].get(name, (0, 0)) for name in names)
+        ]
+        ax.bar(
+            np.arange(len(names)) + (i - (len(runs) - 1) / 2) * width,
+            values,
+            width,
+            label=run.policy,
+        )
+    title = 'Accuracy per question kind' + (' (random model: noise)' if ctx.random_model else '')
+    ax.set(ylabel='accuracy (%)', ylim=(0, 105), title=title)
     ax.set_xticks(np.arange(len(names)), names, rotation=20)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize='small')
+    ax.grid(alpha=0.3, axis='y')
     paths.append(_save(fig, out / PLOTS[2]))
     return paths
 
@@ -298,16 +360,24 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def write_report(runs: Sequence[PolicyRun], ctx: RunContext, out: str | Path) -> tuple[Path, str]:
-    """Write records, memory trace, summary and plots into ``out``; returns ``(out, summary text)``."""
+    """Write records, memory trace, summary and plots into ``out``; return ``(out, summary)``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl((question_record(run, result, ctx) for run in runs for result in run.results), out / "records.jsonl")
-    with (out / "memory_trace.jsonl").open("w") as f:
+    write_jsonl(
+        (question_record(run, result, ctx) for run in runs for result in run.results),
+        out / 'records.jsonl',
+    )
+    with (out / 'memory_trace.jsonl').open('w') as f:
         for run in runs:
             for frames, kv_tokens, kv_bytes in run.trace:
-                point = {"policy": run.policy, "frames": frames, "kv_tokens": kv_tokens, "kv_bytes": kv_bytes}
-                f.write(json.dumps(point) + "\n")
+                point = {
+                    'policy': run.policy,
+                    'frames': frames,
+                    'kv_tokens': kv_tokens,
+                    'kv_bytes': kv_bytes,
+                }
+                f.write(json.dumps(point) + '\n')
     summary = summary_markdown(runs, ctx, [policy_record(run) for run in runs])
-    (out / "summary.md").write_text(summary + "\n")
+    (out / 'summary.md').write_text(summary + '\n')
     _plot(runs, ctx, out)
     return out, summary
