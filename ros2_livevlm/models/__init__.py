@@ -12,10 +12,16 @@ from .tiny import make_tiny_checkpoint
 from .tiny import spec_tag
 from .tiny import TinySpec
 from ..config import cache_dir
+from ..reference import CHECKPOINT_DIR
+from ..reference import TRAIN_COMMAND
 
 
 TINY = 'tiny'
 """``model_path`` value that selects a tiny random checkpoint (built once into the cache)."""
+
+REFERENCE = 'reference'
+"""``model_path`` value that selects the project's trained reference model
+(:mod:`ros2_livevlm.reference`: tiny, trained on a handful of photos, committed)."""
 
 
 def tiny_checkpoint(spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
@@ -32,13 +38,20 @@ def resolve_model_path(model_path: str | Path) -> Path:
 
     Args:
         model_path: ``"tiny"`` (a tiny random LLaVA-OneVision, built into the cache on
-            first use) or a local Hugging Face directory.
+            first use), ``"reference"`` (the project's trained tiny model, committed
+            with the package) or a local Hugging Face directory.
 
     Raises:
-        ModelDirectoryError: the directory is missing or incomplete (names what is missing).
+        ModelDirectoryError: the directory is missing or incomplete (names what is missing;
+            for ``"reference"`` also the command that regenerates it).
     """
     if str(model_path) == TINY:
         return tiny_checkpoint()
+    if str(model_path) == REFERENCE:
+        try:
+            return check_model_dir(CHECKPOINT_DIR)
+        except ModelDirectoryError as error:
+            raise ModelDirectoryError(f'{error}; regenerate it with: {TRAIN_COMMAND}') from error
     return check_model_dir(model_path)
 
 

@@ -1,0 +1,33 @@
+"""
+The reference model: a tiny LLaVA-OneVision trained by the project on real photos.
+
+No real video-LLM weights can be downloaded on the project's machines, so the project
+trains its own stand-in of the same architecture (SigLIP tower, projector, Qwen2 with GQA;
+:data:`~ros2_livevlm.reference.train_reference.REFERENCE_SPEC`) on a streaming recall task
+over the twelve real photos of :mod:`ros2_livevlm.eval.scenes` (:mod:`.task`): "Did you
+see the cat?", "What did you see first?", "What are you looking at now?". With it,
+answers are right or wrong rather than noise, and memory policies can be compared by
+accuracy (``python -m ros2_livevlm.bench.quality``). It knows only those scenes and those
+question forms; it stands in for a real checkpoint, it does not replace one.
+
+The trained checkpoint is committed in :data:`CHECKPOINT_DIR` (float16 safetensors of
+0.46 MB, tokenizer and processor config) and selected with ``model_path="reference"``
+(:func:`ros2_livevlm.models.resolve_model_path`). :data:`TRAIN_COMMAND` retrains it from
+scratch (about 4 minutes on 2 CPU cores) and reports its held-out accuracy.
+
+Order questions about the middle of a stream ("What came right before the rocket?", "...
+right after ...", "What did you see before this?") were trained too and reached only 60-80 %
+within the same budget (single-frame scene runs were the hardest), so they are not part of
+the task.
+
+No rclpy here, and nothing heavy at import time: ``models`` imports this module for the
+checkpoint location.
+"""
+
+from pathlib import Path
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / 'checkpoint'
+"""Directory of the committed reference checkpoint (``save_pretrained`` layout)."""
+
+TRAIN_COMMAND = 'python -m ros2_livevlm.reference.train_reference --out ' + str(CHECKPOINT_DIR)
+"""The command that regenerates :data:`CHECKPOINT_DIR`."""
