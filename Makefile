@@ -3,7 +3,8 @@
 # it, and env.sh to source (as colcon's install/setup.bash is). See README.md.
 #
 #   make          set up (.venv, interfaces, env.sh); incremental
-#   make demo     the node on the tiny model answers a question about published photos
+#   make demo     the main job: the sample camera bag replayed into the node, timed questions,
+#                 a report per memory policy (MODEL=tiny|reference|/path/to/llava-onevision)
 #   make test     the test suite (what .ci/run runs)
 #   make lint     only the ament linters
 #   make clean    remove build outputs; `make distclean` also removes .venv
@@ -51,7 +52,8 @@ env.sh: scripts/env.sh.in
 	sed 's|@ROOT@|$(ROOT)|g' scripts/env.sh.in > $@
 
 demo: setup
-	. ./env.sh && python -m ros2_livevlm.ros.demo
+	. ./env.sh && python -m ros2_livevlm.eval.evaluate --live --budget-tokens 96 --out reports/demo \
+		$(if $(MODEL),--model-path $(MODEL))
 
 test: setup
 	. ./env.sh && python -m pytest $(PYTEST_ARGS)
