@@ -342,9 +342,9 @@ def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:
             label=run.policy,
         )
     title = 'Accuracy per question kind' + (' (random model: noise)' if ctx.random_model else '')
-    ax.set(ylabel='accuracy (%)', ylim=(0, 105), title=title)
+    ax.set(ylabel='accuracy (%)', ylim=(0, 119), title=title)
     ax.set_xticks(np.arange(len(names)), names, rotation=20)
-    ax.legend(fontsize='small')
+    ax.legend(fontsize='small', loc='upper center', ncols=len(runs))  # above the 100 % bars
     ax.grid(alpha=0.3, axis='y')
     paths.append(_save(fig, out / PLOTS[2]))
     return paths
