@@ -33,6 +33,7 @@ def package_version() -> str:
 setup(
     version=package_version(),
     packages=find_packages(include=['ros2_livevlm', 'ros2_livevlm.*']),
+    package_data={'ros2_livevlm.reference': ['livevlm-reference/*']},  # the committed model
     install_requires=requirements('requirements.txt'),
     extras_require={
         'ros': requirements('requirements-ros.txt'),

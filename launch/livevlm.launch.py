@@ -3,8 +3,14 @@
 """
 Launch the livevlm lifecycle node with a parameter file and the common overrides.
 
-    ros2 launch ros2_livevlm livevlm.launch.py \
-        model_path:=/models/llava-onevision-qwen2-0.5b-ov-hf image_topic:=/camera/image_raw
+    ros2 launch ros2_livevlm livevlm.launch.py image_topic:=/camera/image_raw
+    ros2 launch ros2_livevlm livevlm.launch.py image_topic:=/camera/image_raw \
+        model_params_file:=<share>/ros2_livevlm/config/llava_onevision.yaml \
+        model_path:=/models/llava-onevision-qwen2-0.5b-ov-hf
+
+The default parameters (``config/livevlm.yaml``) run the reference model; a real
+LLaVA-OneVision checkpoint takes ``config/llava_onevision.yaml`` on top (model, device and
+the LiveVLM memory sizes for 196 tokens per frame) and its directory as ``model_path``.
 
 Autostart (configure + activate) is the node's ``autostart`` parameter, set from the
 argument of the same name; with ``autostart:=false`` drive the node through its lifecycle
@@ -25,12 +31,15 @@ ARGUMENTS = {
     'params_file': (
         os.path.join(get_package_share_directory('ros2_livevlm'), 'config', 'livevlm.yaml'),
         'YAML file of node parameters (/**: ros__parameters:)'),
+    'model_params_file': (
+        '', 'optional YAML file applied after params_file, e.g. config/llava_onevision.yaml '
+        'for a real checkpoint (model, device, memory sizes)'),
     'namespace': ('', 'namespace of the node, its services and relative camera topics'),
     'use_sim_time': ('false', 'use /clock (e.g. ros2 bag play --clock) as the node clock'),
     'autostart': ('true', 'configure and activate the node at start'),
     'log_level': ('info', 'log level: debug, info, warn, error or fatal'),
-    'model_path': ('', 'overrides model_path of params_file when set: "tiny" or a local '
-                   'LLaVA-OneVision directory'),
+    'model_path': ('', 'overrides model_path of the parameter files when set: "reference", '
+                   '"tiny" or a local LLaVA-OneVision directory'),
     'image_topic': ('', 'overrides cameras of params_file with this one image topic when set'),
 }
 
@@ -47,10 +56,13 @@ def _livevlm_node(context, *args, **kwargs):
     image_topic = LaunchConfiguration('image_topic').perform(context)
     if image_topic:
         overrides['cameras'] = [image_topic]
+    files = [LaunchConfiguration('params_file')]
+    if LaunchConfiguration('model_params_file').perform(context):
+        files.append(LaunchConfiguration('model_params_file'))
     return [LifecycleNode(
         package='ros2_livevlm', executable='livevlm_node', name='livevlm',
         namespace=LaunchConfiguration('namespace'), output='screen',
-        parameters=[LaunchConfiguration('params_file'), overrides],
+        parameters=[*files, overrides],
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')])]
 
 

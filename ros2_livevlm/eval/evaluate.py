@@ -52,10 +52,12 @@ from ..config import EngineConfig
 from ..config import MemoryConfig
 from ..config import POLICIES
 from ..config import settings_from_args
+from ..models import REFERENCE
 from ..models import resolve_model_path
 from ..models import TINY
 
-MODEL_PATH = TINY
+
+MODEL_PATH = REFERENCE
 """The model evaluated unless ``--model-path`` is given (the one place to change the default)."""
 
 MAX_NEW_TOKENS = 8
@@ -111,7 +113,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument(
         '--model-path',
         default=MODEL_PATH,
-        help="'tiny' (random weights) or a local LLaVA-OneVision directory",
+        help="'reference' (the project's tiny trained model), 'tiny' (random weights) or a "
+        'local LLaVA-OneVision directory (default: %(default)s)',
     )
     run.add_argument(
         '--sample-fps',
@@ -298,9 +301,9 @@ def run_policies(
             log_dir=args.out,
         )
     else:
-        from ..engine import StreamingVLM
         from .replay import replay_offline
         from .replay import warm_up
+        from ..engine import StreamingVLM
 
         base = StreamingVLM.from_pretrained(args.model_path, **settings)
         warm_up(base)

@@ -60,6 +60,7 @@ __all__ = [
     'LlavaOnevision',
     'ModelDirectoryError',
     'TinySpec',
+    'REFERENCE',
     'TINY',
     'check_model_dir',
     'make_tiny_checkpoint',

@@ -26,7 +26,7 @@ checkpoint location.
 
 from pathlib import Path
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent / 'checkpoint'
+CHECKPOINT_DIR = Path(__file__).resolve().parent / 'livevlm-reference'
 """Directory of the committed reference checkpoint (``save_pretrained`` layout)."""
 
 TRAIN_COMMAND = 'python -m ros2_livevlm.reference.train_reference --out ' + str(CHECKPOINT_DIR)

@@ -33,9 +33,9 @@ RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     'model_path': (
-        'tiny', 'checkpoint: "tiny" (a tiny random LLaVA-OneVision for tests and demos, built '
-        'into the cache on first use) or a local Hugging Face LLaVA-OneVision directory; '
-        'never downloaded'),
+        'reference', 'checkpoint: "reference" (the project\'s tiny model trained on a few '
+        'photos, a stand-in shipped with the package), "tiny" (random weights, for tests) or '
+        'a local Hugging Face LLaVA-OneVision directory; never downloaded'),
     'cameras': (
         ['image'], 'image topics, one memory each; a question names one of them (empty: '
         'the first). Relative names resolve in the node namespace, so remapping works'),
@@ -82,7 +82,7 @@ class NodeSettings:
     Everything the node reads from its parameters, checked.
 
     Attributes:
-        model_path: ``tiny`` or a checkpoint directory.
+        model_path: ``reference``, ``tiny`` or a checkpoint directory.
         cameras: one entry per camera, in parameter order (the first is the default).
         sample_fps: frames kept per second of camera time, Hz.
         queue_size: frames waiting per camera.
@@ -190,7 +190,8 @@ def read_settings(node: Node) -> NodeSettings:
         _positive(name, values[name])
     _positive('clip_timeout', values['clip_timeout'], allow_zero=True)
     if not values['model_path'].strip():
-        raise ValueError('parameter model_path: give "tiny" or a checkpoint directory')
+        raise ValueError('parameter model_path: give "reference", "tiny" or a checkpoint '
+                         'directory')
     try:
         memory, engine = split_settings({name: values[name] for name in _config_parameters()})
     except ValueError as err:
