@@ -1,4 +1,5 @@
-"""Compute backends: the vision encoder (torch, onnxruntime, TensorRT) and the memory kernels
+"""
+Compute backends: the vision encoder (torch, onnxruntime, TensorRT) and the memory kernels
 (torch, Triton). The torch paths are the reference every other backend is tested against.
 
 The engine asks this module for its vision encoder and kernel set; heavy or optional
@@ -12,15 +13,18 @@ from collections.abc import Callable
 import torch
 
 from ..config import EngineConfig
-from ..memory.kernels import TORCH_KERNELS, MemoryKernels
+from ..memory.kernels import MemoryKernels
+from ..memory.kernels import TORCH_KERNELS
 from ..models import LlavaOnevision
+
 
 VisionEncoder = Callable[[torch.Tensor], torch.Tensor]
 """``pixel_values [N, 3, S, S] -> frame tokens [N, P, D]`` on the model's device and dtype."""
 
 
 def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEncoder:
-    """The vision encoder named by ``config.vision_backend``, validated now (configure time).
+    """
+    The vision encoder named by ``config.vision_backend``, validated now (configure time).
 
     ``torch``: the model's own :meth:`~LlavaOnevision.encode_frames`. ``onnxruntime``: the
     cached ONNX export, exported on first use with a log line (:mod:`.onnx`).
@@ -34,21 +38,22 @@ def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEn
             engine is missing, stale or built for another TensorRT/GPU
             (``EngineCacheError``); the message says how to fix it.
     """
-    if config.vision_backend == "torch":
+    if config.vision_backend == 'torch':
         return model.encode_frames
-    if config.vision_backend == "onnxruntime":
+    if config.vision_backend == 'onnxruntime':
         from .onnx import onnxruntime_encoder
 
         return onnxruntime_encoder(model)
-    if config.vision_backend == "tensorrt":
+    if config.vision_backend == 'tensorrt':
         from .tensorrt import tensorrt_encoder
 
         return tensorrt_encoder(model, config.engine_cache_dir)
-    raise RuntimeError(f"vision_backend={config.vision_backend!r} is not available in this build")
+    raise RuntimeError(f'vision_backend={config.vision_backend!r} is not available in this build')
 
 
 def memory_kernels(config: EngineConfig) -> MemoryKernels:
-    """The memory kernel set named by ``config.kernels``.
+    """
+    The memory kernel set named by ``config.kernels``.
 
     ``torch``: the reference set (:data:`~ros2_livevlm.memory.kernels.TORCH_KERNELS`), any
     device. ``triton``: Triton kernels for the VSB scores, the PaR page scores
@@ -61,23 +66,24 @@ def memory_kernels(config: EngineConfig) -> MemoryKernels:
         RuntimeError: Triton is not installed, or ``kernels=triton`` on a device Triton
             cannot run on (the message says what to set instead).
     """
-    if config.kernels == "torch":
+    if config.kernels == 'torch':
         return TORCH_KERNELS
     try:
-        from . import triton_attention, triton_scores
+        from . import triton_attention
+        from . import triton_scores
         from .triton_common import interpreted
     except ImportError as error:
         raise RuntimeError(
-            f"kernels=triton needs the triton package ({error}); install the pinned one from "
-            "scripts/requirements.txt or set kernels: torch"
+            f'kernels=triton needs the triton package ({error}); install the pinned one from '
+            'scripts/requirements.txt or set kernels: torch'
         ) from error
-    if torch.device(config.device).type != "cuda" and not interpreted():
+    if torch.device(config.device).type != 'cuda' and not interpreted():
         raise RuntimeError(
-            f"kernels=triton runs on CUDA devices, not device={config.device!r}; set kernels: torch "
+            f'kernels=triton runs on CUDA devices, not device={config.device!r}; set kernels: torch '
             "(or TRITON_INTERPRET=1 before start, Triton's slow CPU interpreter, for tests)"
         )
     return MemoryKernels(
-        "triton",
+        'triton',
         TORCH_KERNELS.attention,
         triton_scores.vsb_scores,
         triton_scores.page_scores,

@@ -1,4 +1,5 @@
-"""Where compiled vision encoders live, what they are keyed by, and when one is stale.
+"""
+Where compiled vision encoders live, what they are keyed by, and when one is stale.
 
 One fingerprint of a checkpoint keys everything compiled from it: a SHA-256 over its
 ``config.json`` and ``*.safetensors`` files (:func:`model_fingerprint`). ONNX exports are
@@ -20,29 +21,37 @@ plain Python and are tested on machines without TensorRT or a GPU.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
 import hashlib
 import json
 import os
-import tempfile
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+import tempfile
 
 import torch
 
 from ..config import cache_dir
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+PRECISIONS: dict[str, torch.dtype] = {
+    'fp32': torch.float32,
+    'fp16': torch.float16,
+    'bf16': torch.bfloat16,
+}
 """Precision names of exports and engines and the torch dtype of their matrix products."""
 
 EXPORT_VERSION = 1
-"""Version of the ONNX export recipe (graph, names, fp32 islands); bump it when the exported
+"""
+Version of the ONNX export recipe (graph, names, fp32 islands); bump it when the exported
 graph changes, so every cached export and engine built from an older recipe is rebuilt."""
 
-MODEL_FILE_PATTERNS = ("config.json", "*.safetensors")
+MODEL_FILE_PATTERNS = ('config.json', '*.safetensors')
 """Checkpoint files whose bytes define the vision path's output (the fingerprint's input)."""
 
-ONNX_FILE = "vision.onnx"
+ONNX_FILE = 'vision.onnx'
 
 
 class EngineCacheError(RuntimeError):
@@ -50,7 +59,8 @@ class EngineCacheError(RuntimeError):
 
 
 def precision_of(dtype: torch.dtype) -> str:
-    """``fp32``, ``fp16`` or ``bf16`` for a torch dtype.
+    """
+    ``fp32``, ``fp16`` or ``bf16`` for a torch dtype.
 
     Raises:
         ValueError: a dtype without a precision name.
@@ -58,15 +68,15 @@ def precision_of(dtype: torch.dtype) -> str:
     for name, candidate in PRECISIONS.items():
         if candidate == dtype:
             return name
-    names = ", ".join(map(str, PRECISIONS.values()))
-    raise ValueError(f"dtype {dtype} has no vision-encoder precision; use one of {names}")
+    names = ', '.join(map(str, PRECISIONS.values()))
+    raise ValueError(f'dtype {dtype} has no vision-encoder precision; use one of {names}')
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary sibling and a rename (readers never see half a file)."""
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, staging = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as file:
+        with os.fdopen(handle, 'wb') as file:
             file.write(data)
         os.replace(staging, path)
     finally:
@@ -76,14 +86,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
+    with path.open('rb') as file:
+        for chunk in iter(lambda: file.read(1 << 20), b''):
             digest.update(chunk)
     return digest.hexdigest()
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    """SHA-256 (64 hex digits) of a checkpoint's ``config.json`` and ``*.safetensors`` files.
+    """
+    SHA-256 (64 hex digits) of a checkpoint's ``config.json`` and ``*.safetensors`` files.
 
     The one cache key of everything compiled from a checkpoint. Hashing reads every byte
     (about a second per GB); the result is memoized under ``<cache>/fingerprints`` by the
@@ -95,18 +106,24 @@ def model_fingerprint(model_dir: str | Path) -> str:
         FileNotFoundError: ``model_dir`` has no ``config.json`` or no ``*.safetensors``.
     """
     root = Path(model_dir).expanduser().resolve()
-    files = sorted({path for pattern in MODEL_FILE_PATTERNS for path in root.glob(pattern) if path.is_file()})
-    if not (root / "config.json").is_file() or not any(path.suffix == ".safetensors" for path in files):
+    files = sorted(
+        {path for pattern in MODEL_FILE_PATTERNS for path in root.glob(pattern) if path.is_file()}
+    )
+    if not (root / 'config.json').is_file() or not any(
+        path.suffix == '.safetensors' for path in files
+    ):
         raise FileNotFoundError(
-            f"{root} needs config.json and *.safetensors to be fingerprinted (a save_pretrained directory)"
+            f'{root} needs config.json and *.safetensors to be fingerprinted (a save_pretrained directory)'
         )
     stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
-    memo = cache_dir("fingerprints") / (hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32] + ".txt")
+    memo = cache_dir('fingerprints') / (
+        hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32] + '.txt'
+    )
     if memo.is_file() and len(memo.read_text().strip()) == 64:
         return memo.read_text().strip()
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{_file_sha256(path)}\0".encode())
+        digest.update(f'{path.name}\0{_file_sha256(path)}\0'.encode())
     fingerprint = digest.hexdigest()
     _write_atomic(memo, fingerprint.encode())
     return fingerprint
@@ -114,21 +131,22 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 def onnx_export_dir(fingerprint: str, precision: str) -> Path:
     """Directory of the cached ONNX export (``vision.onnx`` + external weights) for a key."""
-    return cache_dir("onnx") / f"{fingerprint[:16]}-{precision}-v{EXPORT_VERSION}"
+    return cache_dir('onnx') / f'{fingerprint[:16]}-{precision}-v{EXPORT_VERSION}'
 
 
 def engine_cache_root(engine_cache_dir: str) -> Path:
-    """The engine cache directory of the ``EngineConfig.engine_cache_dir`` setting, created if missing.
+    """
+    The engine cache directory of the ``EngineConfig.engine_cache_dir`` setting, created if missing.
 
     Raises:
         ValueError: a relative path (engines never live relative to the working directory).
     """
     if not engine_cache_dir:
-        return cache_dir("engines")
+        return cache_dir('engines')
     root = Path(engine_cache_dir).expanduser()
     if not root.is_absolute():
         raise ValueError(
-            f"engine_cache_dir={engine_cache_dir!r} must be an absolute path (or empty for {cache_dir('engines')})"
+            f'engine_cache_dir={engine_cache_dir!r} must be an absolute path (or empty for {cache_dir("engines")})'
         )
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -136,7 +154,8 @@ def engine_cache_root(engine_cache_dir: str) -> Path:
 
 @dataclass(frozen=True)
 class BatchProfile:
-    """TensorRT optimization profile of the batch (frames) axis: ``min <= opt <= max`` frames.
+    """
+    TensorRT optimization profile of the batch (frames) axis: ``min <= opt <= max`` frames.
 
     Raises:
         ValueError: a bound below 1 or out of order.
@@ -149,13 +168,14 @@ class BatchProfile:
     def __post_init__(self) -> None:
         if not 1 <= self.min <= self.opt <= self.max:
             raise ValueError(
-                f"batch profile needs 1 <= min <= opt <= max frames, got {self.min}, {self.opt}, {self.max}"
+                f'batch profile needs 1 <= min <= opt <= max frames, got {self.min}, {self.opt}, {self.max}'
             )
 
 
 @dataclass(frozen=True)
 class EngineKey:
-    """Everything a serialized engine depends on.
+    """
+    Everything a serialized engine depends on.
 
     Attributes:
         model_hash: :func:`model_fingerprint` of the checkpoint.
@@ -174,34 +194,39 @@ class EngineKey:
     @property
     def stem(self) -> str:
         """File name without suffix, e.g. ``vision-3f2a9c1e7b5d4a60-fp16-v1-trt10.3.0.30-sm87``."""
-        sm = self.compute_capability.replace(".", "")
-        model = f"{self.model_hash[:16]}-{self.precision}-v{self.export_version}"
-        return f"vision-{model}-trt{self.tensorrt_version}-sm{sm}"
+        sm = self.compute_capability.replace('.', '')
+        model = f'{self.model_hash[:16]}-{self.precision}-v{self.export_version}'
+        return f'vision-{model}-trt{self.tensorrt_version}-sm{sm}'
 
     def mismatches(self, other: EngineKey) -> list[str]:
         """Why an engine built for ``self`` does not serve ``other``, one phrase per field (empty if equal)."""
         reasons = []
         if self.model_hash != other.model_hash:
             reasons.append(
-                "stale: the model files changed since it was built "
-                f"(hash {self.model_hash[:12]}, now {other.model_hash[:12]})"
+                'stale: the model files changed since it was built '
+                f'(hash {self.model_hash[:12]}, now {other.model_hash[:12]})'
             )
         if self.precision != other.precision:
-            reasons.append(f"precision {self.precision}, needed {other.precision}")
+            reasons.append(f'precision {self.precision}, needed {other.precision}')
         if self.export_version != other.export_version:
-            reasons.append(f"ONNX export recipe v{self.export_version}, this package writes v{other.export_version}")
+            reasons.append(
+                f'ONNX export recipe v{self.export_version}, this package writes v{other.export_version}'
+            )
         if self.tensorrt_version != other.tensorrt_version:
-            reasons.append(f"built with TensorRT {self.tensorrt_version}, this is TensorRT {other.tensorrt_version}")
+            reasons.append(
+                f'built with TensorRT {self.tensorrt_version}, this is TensorRT {other.tensorrt_version}'
+            )
         if self.compute_capability != other.compute_capability:
             reasons.append(
-                f"built for compute capability {self.compute_capability}, this GPU has {other.compute_capability}"
+                f'built for compute capability {self.compute_capability}, this GPU has {other.compute_capability}'
             )
         return reasons
 
 
 @dataclass(frozen=True)
 class EngineEntry:
-    """A built engine and its sidecar.
+    """
+    A built engine and its sidecar.
 
     Attributes:
         key: what it was built for.
@@ -223,14 +248,21 @@ class EngineEntry:
 
 
 def store_engine(
-    root: Path, key: EngineKey, serialized: bytes, *, model_path: str | Path, gpu_name: str, batch: BatchProfile
+    root: Path,
+    key: EngineKey,
+    serialized: bytes,
+    *,
+    model_path: str | Path,
+    gpu_name: str,
+    batch: BatchProfile,
 ) -> EngineEntry:
-    """Write a serialized engine and then its sidecar into the cache ``root`` (each atomically).
+    """
+    Write a serialized engine and then its sidecar into the cache ``root`` (each atomically).
 
     Returns:
         the stored entry (``engine_path`` is ``root / f"{key.stem}.engine"``).
     """
-    engine_path = root / f"{key.stem}.engine"
+    engine_path = root / f'{key.stem}.engine'
     entry = EngineEntry(
         key=key,
         engine_path=engine_path,
@@ -238,18 +270,18 @@ def store_engine(
         gpu_name=gpu_name,
         batch=batch,
         engine_bytes=len(serialized),
-        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        built_at=datetime.now(timezone.utc).isoformat(timespec='seconds'),
     )
     _write_atomic(engine_path, serialized)
     sidecar = {
-        "key": asdict(key),
-        "model_path": entry.model_path,
-        "gpu_name": gpu_name,
-        "batch": asdict(batch),
-        "engine_bytes": entry.engine_bytes,
-        "built_at": entry.built_at,
+        'key': asdict(key),
+        'model_path': entry.model_path,
+        'gpu_name': gpu_name,
+        'batch': asdict(batch),
+        'engine_bytes': entry.engine_bytes,
+        'built_at': entry.built_at,
     }
-    _write_atomic(engine_path.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
+    _write_atomic(engine_path.with_suffix('.json'), json.dumps(sidecar, indent=2).encode())
     return entry
 
 
@@ -257,26 +289,29 @@ def _read_sidecar(path: Path) -> EngineEntry:
     """Raises KeyError, TypeError or ValueError (incl. JSON errors) on a malformed sidecar."""
     data = json.loads(path.read_text())
     return EngineEntry(
-        key=EngineKey(**data["key"]),
-        engine_path=path.with_suffix(".engine"),
-        model_path=data["model_path"],
-        gpu_name=data["gpu_name"],
-        batch=BatchProfile(**data["batch"]),
-        engine_bytes=int(data["engine_bytes"]),
-        built_at=data["built_at"],
+        key=EngineKey(**data['key']),
+        engine_path=path.with_suffix('.engine'),
+        model_path=data['model_path'],
+        gpu_name=data['gpu_name'],
+        batch=BatchProfile(**data['batch']),
+        engine_bytes=int(data['engine_bytes']),
+        built_at=data['built_at'],
     )
 
 
 def build_command(model_path: str | Path, precision: str, root: Path) -> str:
     """The command that builds the engine of ``model_path`` at ``precision`` into ``root``."""
-    command = f"ros2 run ros2_livevlm build_engines --model-path {model_path} --precision {precision}"
-    if root != cache_dir("engines"):
-        command += f" --engine-cache-dir {root}"
+    command = (
+        f'ros2 run ros2_livevlm build_engines --model-path {model_path} --precision {precision}'
+    )
+    if root != cache_dir('engines'):
+        command += f' --engine-cache-dir {root}'
     return command
 
 
 def find_engine(root: Path, key: EngineKey, model_path: str | Path) -> EngineEntry:
-    """The cached engine for ``key``, validated against its sidecar.
+    """
+    The cached engine for ``key``, validated against its sidecar.
 
     Args:
         root: the engine cache directory (:func:`engine_cache_root`).
@@ -291,27 +326,29 @@ def find_engine(root: Path, key: EngineKey, model_path: str | Path) -> EngineEnt
     """
     model_path = str(Path(model_path).expanduser().resolve())
     found: list[str] = []
-    for sidecar in sorted(root.glob("vision-*.json")):
+    for sidecar in sorted(root.glob('vision-*.json')):
         try:
             entry = _read_sidecar(sidecar)
         except (KeyError, TypeError, ValueError) as error:
-            found.append(f"{sidecar.name}: unreadable sidecar ({error!r}); delete it and rebuild")
+            found.append(f'{sidecar.name}: unreadable sidecar ({error!r}); delete it and rebuild')
             continue
         if entry.key == key:
             size = entry.engine_path.stat().st_size if entry.engine_path.is_file() else None
             if size == entry.engine_bytes:
                 return entry
-            found.append(f"{entry.engine_path.name}: missing or truncated ({size} of {entry.engine_bytes} bytes)")
+            found.append(
+                f'{entry.engine_path.name}: missing or truncated ({size} of {entry.engine_bytes} bytes)'
+            )
         elif entry.model_path == model_path or entry.key.model_hash == key.model_hash:
-            found.append(f"{entry.engine_path.name}: " + "; ".join(entry.key.mismatches(key)))
+            found.append(f'{entry.engine_path.name}: ' + '; '.join(entry.key.mismatches(key)))
     needed = (
-        f"{key.precision}, TensorRT {key.tensorrt_version}, compute capability {key.compute_capability}, "
-        f"model hash {key.model_hash[:12]}"
+        f'{key.precision}, TensorRT {key.tensorrt_version}, compute capability {key.compute_capability}, '
+        f'model hash {key.model_hash[:12]}'
     )
-    lines = found or [f"no engine of this model in {root}"]
+    lines = found or [f'no engine of this model in {root}']
     raise EngineCacheError(
-        f"no usable TensorRT engine for the vision encoder of {model_path} ({needed}):\n"
-        + "".join(f"  - {line}\n" for line in lines)
-        + "Build it once per model, precision, TensorRT version and GPU (engines are never built at node start):\n"
-        + f"  {build_command(model_path, key.precision, root)}"
+        f'no usable TensorRT engine for the vision encoder of {model_path} ({needed}):\n'
+        + ''.join(f'  - {line}\n' for line in lines)
+        + 'Build it once per model, precision, TensorRT version and GPU (engines are never built at node start):\n'
+        + f'  {build_command(model_path, key.precision, root)}'
     )

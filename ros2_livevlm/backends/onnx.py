@@ -1,4 +1,5 @@
-"""ONNX export of the vision path, and the onnxruntime vision encoder.
+"""
+ONNX export of the vision path, and the onnxruntime vision encoder.
 
 The exported graph computes what :meth:`LlavaOnevision.encode_frames` computes, with HF's
 own modules: SigLIP vision tower (hidden state of ``vision_feature_layer``) -> multi-modal
@@ -36,25 +37,29 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 import shutil
 import tempfile
-from pathlib import Path
 
 import onnx
-import torch
 from onnxscript import opset18 as op
+import torch
 
+from .cache import model_fingerprint
+from .cache import onnx_export_dir
+from .cache import ONNX_FILE
+from .cache import precision_of
 from ..models import LlavaOnevision
-from .cache import ONNX_FILE, model_fingerprint, onnx_export_dir, precision_of
+
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-INPUT_NAME = "pixel_values"
-OUTPUT_NAME = "frame_tokens"
+INPUT_NAME = 'pixel_values'
+OUTPUT_NAME = 'frame_tokens'
 EXPORT_BATCH = 2
 """Frames in the example input of the export; N stays dynamic (not 1: torch.export would specialize)."""
-FP32_OPS = ("LayerNormalization", "Softmax")
+FP32_OPS = ('LayerNormalization', 'Softmax')
 """ONNX ops whose inputs must be float32 in every precision."""
 
 
@@ -66,7 +71,8 @@ def _keep_fp32(module: torch.nn.Module, dtype: torch.dtype) -> None:
 
 
 class VisionPath(torch.nn.Module):
-    """The vision path as one module to export: ``pixel_values [N, 3, S, S] -> [N, P, D]``.
+    """
+    The vision path as one module to export: ``pixel_values [N, 3, S, S] -> [N, P, D]``.
 
     Holds copies of ``model``'s vision tower and projector in ``dtype`` (fp32 islands as in
     the module docstring); the pooling is HF's ``apply_pooling`` of the loaded model.
@@ -76,7 +82,7 @@ class VisionPath(torch.nn.Module):
         super().__init__()
         hf = model.hf.model
         self.vision_tower = copy.deepcopy(hf.vision_tower).to(dtype)
-        self.vision_tower.set_attn_implementation("eager")  # softmax in float32
+        self.vision_tower.set_attn_implementation('eager')  # softmax in float32
         self.projector = copy.deepcopy(hf.multi_modal_projector).to(dtype)
         if dtype != torch.float32:
             for module in self.modules():
@@ -85,11 +91,13 @@ class VisionPath(torch.nn.Module):
         self.pool = hf.apply_pooling
         layer = model.config.vision_feature_layer
         self.feature_layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
-        self.drop_first_token = model.config.vision_feature_select_strategy == "default"
+        self.drop_first_token = model.config.vision_feature_select_strategy == 'default'
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         hidden_states = self.vision_tower(pixel_values, output_hidden_states=True).hidden_states
-        features = torch.cat([hidden_states[i] for i in self.feature_layers], dim=-1)  # [N, grid * grid, C]
+        features = torch.cat(
+            [hidden_states[i] for i in self.feature_layers], dim=-1
+        )  # [N, grid * grid, C]
         if self.drop_first_token:
             features = features[:, 1:]
         return self.pool(self.projector(features))  # [N, P, D]
@@ -103,24 +111,33 @@ def _aten_softmax(self, dim: int, dtype: int = -1):
 
 
 def low_precision_nodes(model: onnx.ModelProto) -> list[str]:
-    """Nodes of :data:`FP32_OPS` whose first input is not float32, as ``"op_type name (TYPE)"``.
+    """
+    Nodes of :data:`FP32_OPS` whose first input is not float32, as ``"op_type name (TYPE)"``.
 
     Types come from ONNX shape inference over the graph.
     """
     inferred = onnx.shape_inference.infer_shapes(model)
     graph = inferred.graph
-    types = {value.name: value.type.tensor_type.elem_type for value in [*graph.value_info, *graph.input, *graph.output]}
+    types = {
+        value.name: value.type.tensor_type.elem_type
+        for value in [*graph.value_info, *graph.input, *graph.output]
+    }
     types.update({init.name: init.data_type for init in graph.initializer})
     found = []
     for node in graph.node:
         elem_type = types.get(node.input[0], onnx.TensorProto.UNDEFINED)
         if node.op_type in FP32_OPS and elem_type != onnx.TensorProto.FLOAT:
-            found.append(f"{node.op_type} {node.name} ({onnx.TensorProto.DataType.Name(elem_type)})")
+            found.append(
+                f'{node.op_type} {node.name} ({onnx.TensorProto.DataType.Name(elem_type)})'
+            )
     return found
 
 
-def export_vision_onnx(model: LlavaOnevision, path: str | Path, *, dtype: torch.dtype = torch.float32) -> Path:
-    """Export the vision path of ``model`` to ``path`` (weights beside it in ``<path>.data``).
+def export_vision_onnx(
+    model: LlavaOnevision, path: str | Path, *, dtype: torch.dtype = torch.float32
+) -> Path:
+    """
+    Export the vision path of ``model`` to ``path`` (weights beside it in ``<path>.data``).
 
     Args:
         model: a loaded LLaVA-OneVision (any device and dtype; it is not modified).
@@ -150,7 +167,7 @@ def export_vision_onnx(model: LlavaOnevision, path: str | Path, *, dtype: torch.
         opset_version=OPSET,
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
-        dynamic_shapes={"pixel_values": {0: torch.export.Dim("frames", min=1)}},
+        dynamic_shapes={'pixel_values': {0: torch.export.Dim('frames', min=1)}},
         custom_translation_table={torch.ops.aten.softmax.int: _aten_softmax},
         external_data=True,
         verbose=False,
@@ -159,12 +176,15 @@ def export_vision_onnx(model: LlavaOnevision, path: str | Path, *, dtype: torch.
     if dtype != torch.float32:
         wrong = low_precision_nodes(onnx.load(str(path), load_external_data=False))
         if wrong:
-            raise RuntimeError(f"export of {path} left these nodes below float32: {', '.join(wrong)}")
+            raise RuntimeError(
+                f'export of {path} left these nodes below float32: {", ".join(wrong)}'
+            )
     return path
 
 
 def cached_vision_onnx(model: LlavaOnevision, dtype: torch.dtype) -> Path:
-    """The cached ONNX export of ``model``'s vision path at ``dtype``, exported on first use.
+    """
+    The cached ONNX export of ``model``'s vision path at ``dtype``, exported on first use.
 
     Keyed by the model fingerprint, precision and export recipe (:mod:`.cache`). A first
     use logs a warning and exports into a staging directory that is renamed into place,
@@ -176,14 +196,18 @@ def cached_vision_onnx(model: LlavaOnevision, dtype: torch.dtype) -> Path:
     """
     if model.path is None:
         raise ValueError(
-            "the compiled vision backends need a model loaded from a directory (LlavaOnevision.from_pretrained)"
+            'the compiled vision backends need a model loaded from a directory (LlavaOnevision.from_pretrained)'
         )
     target = onnx_export_dir(model_fingerprint(model.path), precision_of(dtype))
     if (target / ONNX_FILE).is_file():
         return target / ONNX_FILE
-    log.warning("exporting the vision encoder of %s to ONNX (%s) into %s; once per model and precision",
-                model.path, precision_of(dtype), target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    log.warning(
+        'exporting the vision encoder of %s to ONNX (%s) into %s; once per model and precision',
+        model.path,
+        precision_of(dtype),
+        target,
+    )
+    staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
     try:
         export_vision_onnx(model, staging / ONNX_FILE, dtype=dtype)
         try:
@@ -200,16 +224,19 @@ def default_providers(device: torch.device) -> list[str]:
     """onnxruntime execution providers for ``device``: CUDA (then CPU) on a GPU when available, else CPU."""
     import onnxruntime
 
-    if device.type == "cuda":
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        log.warning("onnxruntime has no CUDA execution provider here (install onnxruntime-gpu); "
-                    "the vision encoder runs on the CPU")
-    return ["CPUExecutionProvider"]
+    if device.type == 'cuda':
+        if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+            return ['CUDAExecutionProvider', 'CPUExecutionProvider']
+        log.warning(
+            'onnxruntime has no CUDA execution provider here (install onnxruntime-gpu); '
+            'the vision encoder runs on the CPU'
+        )
+    return ['CPUExecutionProvider']
 
 
 class OnnxVisionEncoder:
-    """The exported vision path run by onnxruntime: ``pixel_values [N, 3, S, S] -> [N, P, D]``.
+    """
+    The exported vision path run by onnxruntime: ``pixel_values [N, 3, S, S] -> [N, P, D]``.
 
     Inputs of any dtype and device are copied to float32 host memory (onnxruntime copies
     them to the GPU itself under the CUDA provider); the output comes back as a torch
@@ -226,7 +253,7 @@ class OnnxVisionEncoder:
         self,
         path: str | Path,
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = 'cpu',
         dtype: torch.dtype | None = None,
         providers: list[str] | None = None,
     ) -> None:
@@ -238,17 +265,18 @@ class OnnxVisionEncoder:
         self.session = onnxruntime.InferenceSession(
             str(path), options, providers=providers or default_providers(self.device)
         )
-        graph_dtype = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16}
+        graph_dtype = {'tensor(float)': torch.float32, 'tensor(float16)': torch.float16}
         self.dtype = dtype or graph_dtype.get(self.session.get_outputs()[0].type, torch.float32)
 
     def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        pixels = pixel_values.detach().to("cpu", torch.float32).contiguous().numpy()
+        pixels = pixel_values.detach().to('cpu', torch.float32).contiguous().numpy()
         (tokens,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels})
         return torch.from_numpy(tokens).to(device=self.device, dtype=self.dtype)
 
 
 def onnxruntime_encoder(model: LlavaOnevision) -> OnnxVisionEncoder:
-    """The onnxruntime vision encoder of ``model`` at the model's dtype (float32 or float16).
+    """
+    The onnxruntime vision encoder of ``model`` at the model's dtype (float32 or float16).
 
     Raises:
         ValueError: a bfloat16 model (onnxruntime has no bfloat16 kernels for this graph:
@@ -256,18 +284,20 @@ def onnxruntime_encoder(model: LlavaOnevision) -> OnnxVisionEncoder:
             not loaded from a directory.
     """
     if model.dtype == torch.bfloat16:
-        raise ValueError("vision_backend=onnxruntime runs float32 or float16 graphs (onnxruntime has no bfloat16 "
-                         "kernels for them); set dtype to float32 or float16, or use vision_backend torch or tensorrt")
+        raise ValueError(
+            'vision_backend=onnxruntime runs float32 or float16 graphs (onnxruntime has no bfloat16 '
+            'kernels for them); set dtype to float32 or float16, or use vision_backend torch or tensorrt'
+        )
     path = cached_vision_onnx(model, model.dtype)
     return OnnxVisionEncoder(path, device=model.device, dtype=model.dtype)
 
 
 __all__ = [
-    "OPSET",
-    "VisionPath",
-    "OnnxVisionEncoder",
-    "cached_vision_onnx",
-    "export_vision_onnx",
-    "low_precision_nodes",
-    "onnxruntime_encoder",
+    'OPSET',
+    'VisionPath',
+    'OnnxVisionEncoder',
+    'cached_vision_onnx',
+    'export_vision_onnx',
+    'low_precision_nodes',
+    'onnxruntime_encoder',
 ]

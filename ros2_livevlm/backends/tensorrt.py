@@ -1,4 +1,5 @@
-"""TensorRT vision encoder: build a serialized engine from the ONNX export; run it on torch CUDA tensors.
+"""
+TensorRT vision encoder: build a serialized engine from the ONNX export; run it on torch CUDA tensors.
 
 Written against TensorRT's Python API (10.x; older releases are refused): ``Builder`` -> strongly typed
 ``INetworkDefinition`` filled by ``OnnxParser.parse_from_file`` -> ``IBuilderConfig`` with
@@ -23,17 +24,16 @@ from types import ModuleType
 
 import torch
 
+from .cache import BatchProfile
+from .cache import engine_cache_root
+from .cache import EngineCacheError
+from .cache import EngineEntry
+from .cache import EngineKey
+from .cache import find_engine
+from .cache import model_fingerprint
+from .cache import precision_of
 from ..models import LlavaOnevision
-from .cache import (
-    BatchProfile,
-    EngineCacheError,
-    EngineEntry,
-    EngineKey,
-    engine_cache_root,
-    find_engine,
-    model_fingerprint,
-    precision_of,
-)
+
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ MIN_TENSORRT_MAJOR = 10
 
 
 def import_tensorrt() -> ModuleType:
-    """The ``tensorrt`` module, version 10 or newer.
+    """
+    The ``tensorrt`` module, version 10 or newer.
 
     Raises:
         TensorRTUnavailable: it is not importable or too old (naming how to install it,
@@ -58,19 +59,20 @@ def import_tensorrt() -> ModuleType:
     except ImportError as error:
         raise TensorRTUnavailable(
             f"vision_backend=tensorrt and build_engines need TensorRT's Python package, which is not importable "
-            f"({error}). Install it: on Jetson with JetPack (apt install python3-libnvinfer), on a desktop GPU with "
-            "pip install tensorrt (matching your CUDA). Or set vision_backend to torch or onnxruntime."
+            f'({error}). Install it: on Jetson with JetPack (apt install python3-libnvinfer), on a desktop GPU with '
+            'pip install tensorrt (matching your CUDA). Or set vision_backend to torch or onnxruntime.'
         ) from error
-    if int(tensorrt.__version__.split(".")[0]) < MIN_TENSORRT_MAJOR:
+    if int(tensorrt.__version__.split('.')[0]) < MIN_TENSORRT_MAJOR:
         raise TensorRTUnavailable(
-            f"TensorRT {tensorrt.__version__} is too old; {MIN_TENSORRT_MAJOR} or newer is needed "
-            "(JetPack 6 on Jetson). Or set vision_backend to torch or onnxruntime."
+            f'TensorRT {tensorrt.__version__} is too old; {MIN_TENSORRT_MAJOR} or newer is needed '
+            '(JetPack 6 on Jetson). Or set vision_backend to torch or onnxruntime.'
         )
     return tensorrt
 
 
 def cuda_device(device: str | torch.device) -> torch.device:
-    """``device`` as a CUDA device with an index.
+    """
+    ``device`` as a CUDA device with an index.
 
     Raises:
         TensorRTUnavailable: torch sees no CUDA GPU.
@@ -78,28 +80,35 @@ def cuda_device(device: str | torch.device) -> torch.device:
     """
     if not torch.cuda.is_available():
         raise TensorRTUnavailable(
-            "TensorRT engines run on an NVIDIA GPU, but torch sees none (torch.cuda.is_available() is False): "
-            "check the driver and that torch is a CUDA build, or set vision_backend to torch or onnxruntime"
+            'TensorRT engines run on an NVIDIA GPU, but torch sees none (torch.cuda.is_available() is False): '
+            'check the driver and that torch is a CUDA build, or set vision_backend to torch or onnxruntime'
         )
     device = torch.device(device)
-    if device.type != "cuda":
-        raise ValueError(f"vision_backend=tensorrt needs device=cuda (or cuda:N), got device={device}")
-    return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    if device.type != 'cuda':
+        raise ValueError(
+            f'vision_backend=tensorrt needs device=cuda (or cuda:N), got device={device}'
+        )
+    return torch.device(
+        'cuda', torch.cuda.current_device() if device.index is None else device.index
+    )
 
 
-def engine_key(model_path: str | Path, precision: str, device: torch.device, trt: ModuleType) -> EngineKey:
+def engine_key(
+    model_path: str | Path, precision: str, device: torch.device, trt: ModuleType
+) -> EngineKey:
     """The :class:`EngineKey` of this checkpoint at ``precision`` for this TensorRT and GPU."""
     major, minor = torch.cuda.get_device_capability(device)
     return EngineKey(
         model_hash=model_fingerprint(model_path),
         precision=precision,
         tensorrt_version=trt.__version__,
-        compute_capability=f"{major}.{minor}",
+        compute_capability=f'{major}.{minor}',
     )
 
 
 def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleType) -> bytes:
-    """Build a serialized engine from an ONNX export (on the current CUDA device).
+    """
+    Build a serialized engine from an ONNX export (on the current CUDA device).
 
     Args:
         onnx_path: a file from :func:`~.onnx.export_vision_onnx` (external weights beside it).
@@ -117,7 +126,7 @@ def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleTyp
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
     pixels = network.get_input(0)  # [N, 3, S, S], N dynamic
     _, channels, height, width = tuple(pixels.shape)
@@ -132,12 +141,15 @@ def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleTyp
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT could not build an engine from {onnx_path}; see the TensorRT log above")
+        raise RuntimeError(
+            f'TensorRT could not build an engine from {onnx_path}; see the TensorRT log above'
+        )
     return bytes(serialized)
 
 
 class TensorRTVisionEncoder:
-    """A deserialized vision engine: ``pixel_values [N, 3, S, S] -> frame tokens [N, P, D]``.
+    """
+    A deserialized vision engine: ``pixel_values [N, 3, S, S] -> frame tokens [N, P, D]``.
 
     Inputs are copied to ``device`` in the engine's input dtype; more frames than the
     profile's maximum run in chunks. Work is enqueued on the current torch CUDA stream
@@ -167,14 +179,16 @@ class TensorRTVisionEncoder:
             self.engine = self.runtime.deserialize_cuda_engine(entry.engine_path.read_bytes())
             if self.engine is None:
                 raise EngineCacheError(
-                    f"TensorRT could not deserialize {entry.engine_path}; delete it and rebuild with build_engines"
+                    f'TensorRT could not deserialize {entry.engine_path}; delete it and rebuild with build_engines'
                 )
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeError(f"{entry.engine_path} has inputs {inputs} and outputs {outputs}; expected one of each")
+            raise RuntimeError(
+                f'{entry.engine_path} has inputs {inputs} and outputs {outputs}; expected one of each'
+            )
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = torch_dtypes[self.engine.get_tensor_dtype(self.input_name)]
         self.output_dtype = torch_dtypes[self.engine.get_tensor_dtype(self.output_name)]
@@ -184,13 +198,15 @@ class TensorRTVisionEncoder:
         """One enqueue of at most ``max_frames`` frames: ``[n, 3, S, S] -> [n, P, D]`` in the engine's dtype."""
         pixels = pixels.to(device=self.device, dtype=self.input_dtype).contiguous()
         if not self.context.set_input_shape(self.input_name, tuple(pixels.shape)):
-            raise RuntimeError(f"input shape {tuple(pixels.shape)} is outside the engine's optimization profile")
+            raise RuntimeError(
+                f"input shape {tuple(pixels.shape)} is outside the engine's optimization profile"
+            )
         shape = tuple(self.context.get_tensor_shape(self.output_name))  # [n, P, D]
         tokens = torch.empty(shape, dtype=self.output_dtype, device=self.device)
         self.context.set_tensor_address(self.input_name, pixels.data_ptr())
         self.context.set_tensor_address(self.output_name, tokens.data_ptr())
         if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log above")
+            raise RuntimeError('TensorRT execute_async_v3 failed; see the TensorRT log above')
         return tokens
 
     def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -199,7 +215,8 @@ class TensorRTVisionEncoder:
 
 
 def tensorrt_encoder(model: LlavaOnevision, engine_cache_dir: str) -> TensorRTVisionEncoder:
-    """The TensorRT vision encoder of ``model``, validated against the engine cache (configure time).
+    """
+    The TensorRT vision encoder of ``model``, validated against the engine cache (configure time).
 
     The engine must have been built by ``build_engines`` for this checkpoint's files, the
     model's dtype as precision, this TensorRT version and this GPU's compute capability.
@@ -215,10 +232,15 @@ def tensorrt_encoder(model: LlavaOnevision, engine_cache_dir: str) -> TensorRTVi
     device = cuda_device(model.device)
     if model.path is None:
         raise ValueError(
-            "vision_backend=tensorrt needs a model loaded from a directory (LlavaOnevision.from_pretrained)"
+            'vision_backend=tensorrt needs a model loaded from a directory (LlavaOnevision.from_pretrained)'
         )
     root = engine_cache_root(engine_cache_dir)
     key = engine_key(model.path, precision_of(model.dtype), device, trt)
     entry = find_engine(root, key, model.path)
-    log.info("vision encoder: TensorRT engine %s (built %s on %s)", entry.engine_path, entry.built_at, entry.gpu_name)
+    log.info(
+        'vision encoder: TensorRT engine %s (built %s on %s)',
+        entry.engine_path,
+        entry.built_at,
+        entry.gpu_name,
+    )
     return TensorRTVisionEncoder(entry, device, model.dtype)

@@ -1,4 +1,5 @@
-"""Triton decode attention over the memory's selected pages, read in place (GQA, split-K).
+"""
+Triton decode attention over the memory's selected pages, read in place (GQA, split-K).
 
 The answer context of one layer is ``[paged context | tail]``:
 
@@ -33,9 +34,11 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_common import check_tensor
+from .triton_common import interpreted
 from ..memory.attention import PagedKV
 from ..memory.rope import Rope
-from .triton_common import check_tensor, interpreted
+
 
 MIN_LOGIT = tl.constexpr(-1.0e30)
 """Finite start of running maxima: an empty split contributes ``exp(-1e30 - max) = 0``."""
@@ -54,8 +57,9 @@ def _split_kernel(
     GROUP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr, PAGED: tl.constexpr,
     PAGE_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
     BLOCK_HALF: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-):  # fmt: skip
-    """Partial attention of one KV head's GROUP query heads for BLOCK_T query tokens (rows
+):
+    """
+    Partial attention of one KV head's GROUP query heads for BLOCK_T query tokens (rows
     ``t * GROUP + h`` of one ``tl.dot``) over one split of the slots. Slot ``s`` is visible
     to query token ``t`` iff ``s < visible_base + t``. PAGED: slots index the page table
     (``page = s // PAGE_SIZE``) and keys are rotated here; otherwise slots index the buffer
@@ -97,37 +101,54 @@ def _split_kernel(
         else:
             src = slots
         k_mask = ok[:, None] & half_ok[None, :]
-        k1 = tl.load(k_head + src[:, None] * stride_kn + half[None, :], mask=k_mask, other=0.0).to(tl.float32)
-        k2 = tl.load(k_head + src[:, None] * stride_kn + HALF + half[None, :], mask=k_mask, other=0.0).to(tl.float32)
+        k1 = tl.load(k_head + src[:, None] * stride_kn + half[None, :], mask=k_mask, other=0.0).to(
+            tl.float32
+        )
+        k2 = tl.load(
+            k_head + src[:, None] * stride_kn + HALF + half[None, :], mask=k_mask, other=0.0
+        ).to(tl.float32)
         if PAGED:  # RoPE from each token's position
             position = tl.load(pos_ptr + src, mask=ok, other=0).to(tl.float32)
             angle = position[:, None] * inv_freq[None, :]  # [BLOCK_N, BLOCK_HALF]
             cos = tl.cos(angle) * rope_scale
             sin = tl.sin(angle) * rope_scale
             k1, k2 = k1 * cos - k2 * sin, k2 * cos + k1 * sin
-        logits = tl.dot(q1, tl.trans(k1.to(q1.dtype)), input_precision="ieee")  # keys rounded to the model dtype
-        logits += tl.dot(q2, tl.trans(k2.to(q1.dtype)), input_precision="ieee")  # [BLOCK_M, BLOCK_N]
+        logits = tl.dot(
+            q1, tl.trans(k1.to(q1.dtype)), input_precision='ieee'
+        )  # keys rounded to the model dtype
+        logits += tl.dot(
+            q2, tl.trans(k2.to(q1.dtype)), input_precision='ieee'
+        )  # [BLOCK_M, BLOCK_N]
         visible = ok[None, :] & (slots[None, :] < limit[:, None])
-        logits = tl.where(visible, logits * scale_log2, float("-inf"))
+        logits = tl.where(visible, logits * scale_log2, float('-inf'))
         new_max = tl.maximum(run_max, tl.max(logits, axis=1))
         p = tl.exp2(logits - new_max[:, None])
         alpha = tl.exp2(run_max - new_max)
         run_sum = run_sum * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_head + src[:, None] * stride_vn + dims[None, :], mask=ok[:, None] & dim_ok[None, :], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        v = tl.load(
+            v_head + src[:, None] * stride_vn + dims[None, :],
+            mask=ok[:, None] & dim_ok[None, :],
+            other=0.0,
+        )
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision='ieee')
         run_max = new_max
     out_row = (heads * num_queries + t) * num_splits + split_offset + split  # [BLOCK_M]
     tl.store(max_ptr + out_row, run_max, mask=row_ok)
     tl.store(sum_ptr + out_row, run_sum, mask=row_ok)
-    tl.store(out_ptr + out_row[:, None] * HEAD_DIM + dims[None, :], acc, mask=row_ok[:, None] & dim_ok[None, :])
+    tl.store(
+        out_ptr + out_row[:, None] * HEAD_DIM + dims[None, :],
+        acc,
+        mask=row_ok[:, None] & dim_ok[None, :],
+    )
 
 
 @triton.jit
 def _merge_kernel(
     max_ptr, sum_ptr, part_ptr, o_ptr, num_rows, num_splits,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_SPLITS: tl.constexpr,
-):  # fmt: skip
-    """Merge the splits of BLOCK_ROWS (query head, query token) rows: ``sum_s w_s acc_s / sum_s w_s l_s``
+):
+    """
+    Merge the splits of BLOCK_ROWS (query head, query token) rows: ``sum_s w_s acc_s / sum_s w_s l_s``
     with ``w_s = 2^(m_s - max_s m_s)``; ``o`` is ``[H * T, d]`` contiguous."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < num_rows
@@ -146,11 +167,16 @@ def _merge_kernel(
     )  # [BLOCK_ROWS, BLOCK_SPLITS, BLOCK_D]
     out = tl.sum(part * weight[:, :, None], axis=1) / tl.where(row_ok, total, 1.0)[:, None]
     out_mask = row_ok[:, None] & dim_ok[None, :]
-    tl.store(o_ptr + rows[:, None] * HEAD_DIM + dims[None, :], out.to(o_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(
+        o_ptr + rows[:, None] * HEAD_DIM + dims[None, :],
+        out.to(o_ptr.dtype.element_ty),
+        mask=out_mask,
+    )
 
 
 def _split(num_slots: int, block: int, programs: int, interpreted: bool) -> tuple[int, int]:
-    """``(slots_per_split, num_splits)``: whole blocks per split, enough splits to reach
+    """
+    ``(slots_per_split, num_splits)``: whole blocks per split, enough splits to reach
     :data:`TARGET_PROGRAMS` programs with ``programs`` programs per split (one split in
     the interpreter, where programs run one after the other)."""
     blocks = triton.cdiv(num_slots, block)
@@ -159,13 +185,26 @@ def _split(num_slots: int, block: int, programs: int, interpreted: bool) -> tupl
     return slots_per_split, triton.cdiv(num_slots, slots_per_split)
 
 
-def _check_inputs(q: torch.Tensor, context: PagedKV, k_tail: torch.Tensor, v_tail: torch.Tensor) -> None:
-    check_tensor("q", q, ndim=3)
+def _check_inputs(
+    q: torch.Tensor, context: PagedKV, k_tail: torch.Tensor, v_tail: torch.Tensor
+) -> None:
+    check_tensor('q', q, ndim=3)
     device, dtype = q.device, (q.dtype,)
-    for name, tensor in (("context.k", context.k), ("context.v", context.v), ("k_tail", k_tail), ("v_tail", v_tail)):
+    for name, tensor in (
+        ('context.k', context.k),
+        ('context.v', context.v),
+        ('k_tail', k_tail),
+        ('v_tail', v_tail),
+    ):
         check_tensor(name, tensor, ndim=3, device=device, dtypes=dtype)
-    check_tensor("context.positions", context.positions, ndim=1, device=device, dtypes=(torch.int64, torch.int32))
-    for name, tensor in (("context.starts", context.starts), ("context.lengths", context.lengths)):
+    check_tensor(
+        'context.positions',
+        context.positions,
+        ndim=1,
+        device=device,
+        dtypes=(torch.int64, torch.int32),
+    )
+    for name, tensor in (('context.starts', context.starts), ('context.lengths', context.lengths)):
         check_tensor(name, tensor, ndim=1, device=device, dtypes=(torch.int32,))
     num_heads, num_queries, head_dim = q.shape
     num_kv_heads = k_tail.shape[0]
@@ -179,15 +218,20 @@ def _check_inputs(q: torch.Tensor, context: PagedKV, k_tail: torch.Tensor, v_tai
         or head_dim % 2
     ):
         raise ValueError(
-            f"shapes: q {tuple(q.shape)} [H, T, d], context.k/v {[tuple(s) for s in shapes]} [G, n, d], "
-            f"k_tail {tuple(k_tail.shape)} v_tail {tuple(v_tail.shape)} [G, T_tail, d]; need H % G == 0 and even d"
+            f'shapes: q {tuple(q.shape)} [H, T, d], context.k/v {[tuple(s) for s in shapes]} [G, n, d], '
+            f'k_tail {tuple(k_tail.shape)} v_tail {tuple(v_tail.shape)} [G, T_tail, d]; need H % G == 0 and even d'
         )
     if not 1 <= num_queries <= k_tail.shape[1]:
         raise ValueError(
             f"need 1 <= T <= T_tail (the queries' own tokens end the tail), got T={num_queries}, T_tail={k_tail.shape[1]}"
         )
-    if context.positions.shape[0] != context.k.shape[1] or context.starts.shape != context.lengths.shape:
-        raise ValueError("context.positions must have one entry per buffer token, starts and lengths one per page")
+    if (
+        context.positions.shape[0] != context.k.shape[1]
+        or context.starts.shape != context.lengths.shape
+    ):
+        raise ValueError(
+            'context.positions must have one entry per buffer token, starts and lengths one per page'
+        )
 
 
 def paged_attention(
@@ -200,7 +244,8 @@ def paged_attention(
     block_n: int = 64,
     num_splits: int | None = None,
 ) -> torch.Tensor:
-    """Attention of ``T`` new tokens over ``[paged context | tail]``, reading the pages in place.
+    """
+    Attention of ``T`` new tokens over ``[paged context | tail]``, reading the pages in place.
 
     Same contract as :func:`ros2_livevlm.memory.attention.paged_attention`.
 
@@ -237,28 +282,40 @@ def paged_attention(
         context_split = (per_split, triton.cdiv(context_slots, per_split))
     tail_split = (triton.cdiv(num_tail, block_n) * block_n, 1)
     total_splits = context_split[1] + tail_split[1]
-    run_max = torch.empty(num_heads, num_queries, total_splits, dtype=torch.float32, device=q.device)
+    run_max = torch.empty(
+        num_heads, num_queries, total_splits, dtype=torch.float32, device=q.device
+    )
     run_sum = torch.empty_like(run_max)
-    partial = torch.empty(num_heads, num_queries, total_splits, head_dim, dtype=torch.float32, device=q.device)
+    partial = torch.empty(
+        num_heads, num_queries, total_splits, head_dim, dtype=torch.float32, device=q.device
+    )
     half = head_dim // 2
     block_d = max(16, triton.next_power_of_2(head_dim))
     meta = {
-        "GROUP": group,
-        "BLOCK_T": block_t,
-        "BLOCK_M": max(16, triton.next_power_of_2(group * block_t)),
-        "HEAD_DIM": head_dim,
-        "HALF": half,
-        "BLOCK_HALF": max(16, triton.next_power_of_2(half)),
-        "BLOCK_D": block_d,
-        "BLOCK_N": block_n,
-        "PAGE_SIZE": context.page_size,
+        'GROUP': group,
+        'BLOCK_T': block_t,
+        'BLOCK_M': max(16, triton.next_power_of_2(group * block_t)),
+        'HEAD_DIM': head_dim,
+        'HALF': half,
+        'BLOCK_HALF': max(16, triton.next_power_of_2(half)),
+        'BLOCK_D': block_d,
+        'BLOCK_N': block_n,
+        'PAGE_SIZE': context.page_size,
     }
     inv_freq = rope.inv_freq.to(device=q.device, dtype=torch.float32)
     scale_log2 = math.log2(math.e) / math.sqrt(head_dim)
     common = (run_max, run_sum, partial)
     segments = (  # (k, v, slots, visible_base, (slots_per_split, splits), split_offset, PAGED)
         (context.k, context.v, context_slots, context_slots, context_split, 0, True),
-        (k_tail, v_tail, num_tail, num_tail - num_queries + 1, tail_split, context_split[1], False),
+        (
+            k_tail,
+            v_tail,
+            num_tail,
+            num_tail - num_queries + 1,
+            tail_split,
+            context_split[1],
+            False,
+        ),
     )
     for k, v, slots, visible_base, (per_split, splits), offset, paged in segments:
         if splits == 0:
@@ -269,12 +326,12 @@ def paged_attention(
             scale_log2, rope.attention_scaling,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             PAGED=paged, **meta, num_warps=4 if block_d <= 64 else 8,
-        )  # fmt: skip
+        )
     out = torch.empty(num_heads, num_queries, head_dim, dtype=q.dtype, device=q.device)
     block_splits = max(2, triton.next_power_of_2(total_splits))
     block_rows = max(1, min(16, 4096 // (block_splits * block_d)))
     _merge_kernel[(triton.cdiv(num_heads * num_queries, block_rows),)](
         *common, out, num_heads * num_queries, total_splits,
         HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_ROWS=block_rows, BLOCK_SPLITS=block_splits,
-    )  # fmt: skip
+    )
     return out

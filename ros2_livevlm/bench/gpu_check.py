@@ -1,4 +1,5 @@
-"""One prepared check for a CUDA machine: kernel and ONNX parity, kernel speed, the pipeline.
+"""
+One prepared check for a CUDA machine: kernel and ONNX parity, kernel speed, the pipeline.
 
     python -m ros2_livevlm.bench.gpu_check OUT_DIR                      # CUDA, under 10 minutes
     python -m ros2_livevlm.bench.gpu_check OUT_DIR --device cpu --smoke  # same code paths, tiny, CPU
@@ -31,16 +32,18 @@ numbers default to an H200's (4.8 TB/s, 989 TFLOP/s bfloat16 dense).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import replace
 import json
 import os
+from pathlib import Path
 import platform
 import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,18 +51,23 @@ import torch
 
 from ..models import TinySpec
 
-POLICIES = ("full", "recent_frames", "window", "vsb", "livevlm")
-QUESTIONS = ("What did you see first?", "Was there a cat?", "What are you looking at now?")
-SECTION_BUDGETS_S = {"parity": 60.0, "onnx": 60.0, "kernels": 60.0, "pipeline": 330.0}
+
+POLICIES = ('full', 'recent_frames', 'window', 'vsb', 'livevlm')
+QUESTIONS = ('What did you see first?', 'Was there a cat?', 'What are you looking at now?')
+SECTION_BUDGETS_S = {'parity': 60.0, 'onnx': 60.0, 'kernels': 60.0, 'pipeline': 330.0}
 """Seconds per section on CUDA: with start-up and :data:`GRACE_S` they stay under 10 minutes."""
 GRACE_S = 20.0
 """A section still running this long after its budget is interrupted (SIGALRM)."""
 
-VISION_SPEC = TinySpec(image_size=108, patch_size=4, vision_hidden=64, vision_layers=2, vision_heads=2)
+VISION_SPEC = TinySpec(
+    image_size=108, patch_size=4, vision_hidden=64, vision_layers=2, vision_heads=2
+)
 """Small SigLIP: 27x27 patches (an odd grid, like so400m at 384 px), pooled to 196 tokens."""
-QWEN2_05B_SPEC = replace(VISION_SPEC, hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864)
+QWEN2_05B_SPEC = replace(
+    VISION_SPEC, hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864
+)
 """Qwen2-0.5B's LLM (head dim 64, GQA group 7) behind :data:`VISION_SPEC`."""
-SMOKE_MEMORY = {"budget_tokens": 96, "observation_tokens": 32, "page_size": 8, "sink_tokens": 8}
+SMOKE_MEMORY = {'budget_tokens': 96, 'observation_tokens': 32, 'page_size': 8, 'sink_tokens': 8}
 """Memory settings for the tiny smoke model (16 tokens per frame)."""
 
 
@@ -82,7 +90,7 @@ class Run:
         return time.monotonic() > self.deadline
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
+        if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
 
@@ -90,8 +98,11 @@ def _interrupt(signum: int, frame: object) -> None:
     raise SectionTimeout(f"interrupted {GRACE_S:.0f} s after the section's budget")
 
 
-def run_section(run: Run, name: str, budget_s: float, body: Callable[[Run, list], None]) -> tuple[dict[str, Any], list]:
-    """Run ``body(run, rows)`` under a soft budget (``run.late()``) and a hard one (SIGALRM).
+def run_section(
+    run: Run, name: str, budget_s: float, body: Callable[[Run, list], None]
+) -> tuple[dict[str, Any], list]:
+    """
+    Run ``body(run, rows)`` under a soft budget (``run.late()``) and a hard one (SIGALRM).
 
     Rows appended before a failure are kept; the returned status says what happened and
     the traceback goes to ``<name>.error.txt``.
@@ -103,31 +114,40 @@ def run_section(run: Run, name: str, budget_s: float, body: Callable[[Run, list]
     signal.setitimer(signal.ITIMER_REAL, budget_s + GRACE_S)
     try:
         body(run, rows)
-        status = "ok"
+        status = 'ok'
     except Exception as error:  # one section's failure must not lose the others
-        status = f"failed: {type(error).__name__}: {str(error)[:300]}"
-        (run.out / f"{name}.error.txt").write_text(traceback.format_exc())
+        status = f'failed: {type(error).__name__}: {str(error)[:300]}'
+        (run.out / f'{name}.error.txt').write_text(traceback.format_exc())
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if run.device.type == "cuda":
+    if run.device.type == 'cuda':
         torch.cuda.empty_cache()
     elapsed = time.monotonic() - start
-    print(f"[{name}] {status} in {elapsed:.1f} s, {len(rows)} rows", flush=True)
-    return {"section": name, "status": status, "seconds": elapsed, "budget_s": budget_s, "rows": len(rows)}, rows
+    print(f'[{name}] {status} in {elapsed:.1f} s, {len(rows)} rows', flush=True)
+    return {
+        'section': name,
+        'status': status,
+        'seconds': elapsed,
+        'budget_s': budget_s,
+        'rows': len(rows),
+    }, rows
 
 
 # ---- kernel sections ------------------------------------------------------------------
 
 
 def _shapes(run: Run) -> list:
-    from .kernel_cases import QWEN2_05B, QWEN2_7B, SMOKE
+    from .kernel_cases import QWEN2_05B
+    from .kernel_cases import QWEN2_7B
+    from .kernel_cases import SMOKE
 
     return [SMOKE] if run.smoke else [QWEN2_05B, QWEN2_7B]
 
 
 def parity_section(run: Run, rows: list) -> None:
     """Every Triton kernel vs its torch reference, per shape and dtype (no bfloat16 in the interpreter)."""
-    from .kernel_cases import kernel_cases, parity
+    from .kernel_cases import kernel_cases
+    from .kernel_cases import parity
 
     dtypes = [torch.float32, torch.float16] + ([] if run.smoke else [torch.bfloat16])
     for shape in _shapes(run):
@@ -137,24 +157,38 @@ def parity_section(run: Run, rows: list) -> None:
 
 def kernels_section(run: Run, rows: list) -> None:
     """torch vs Triton seconds per call in the compute dtype, speed-up and roofline fraction."""
-    from .kernel_cases import kernel_cases, timings
+    from .kernel_cases import kernel_cases
+    from .kernel_cases import timings
     from .records import quantiles
 
     dtype = torch.float32 if run.smoke else torch.bfloat16
     for shape in _shapes(run):
         for case in kernel_cases(shape, dtype, run.device):
             if run.late():
-                rows.append({"kernel": case.kernel, "shape": case.shape, "skipped": "budget"})
+                rows.append({'kernel': case.kernel, 'shape': case.shape, 'skipped': 'budget'})
                 continue
-            seconds = {impl: quantiles(timings(fn, run.device, 2 if run.smoke else 20)) for impl, fn in case.run.items()}
+            seconds = {
+                impl: quantiles(timings(fn, run.device, 2 if run.smoke else 20))
+                for impl, fn in case.run.items()
+            }
             bound_s = max(case.flops / run.peak_flops, case.bytes / run.peak_bandwidth)
             for impl, stats in seconds.items():
-                rows.append({
-                    "kernel": case.kernel, "shape": case.shape, "dtype": str(dtype).removeprefix("torch."),
-                    "impl": impl, "p50_s": stats["p50"], "p95_s": stats["p95"],
-                    "speedup_vs_torch": seconds["torch"]["p50"] / stats["p50"], "bytes": case.bytes, "flops": case.flops,
-                    "roofline_fraction": bound_s / stats["p50"] if run.device.type == "cuda" else None,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        'kernel': case.kernel,
+                        'shape': case.shape,
+                        'dtype': str(dtype).removeprefix('torch.'),
+                        'impl': impl,
+                        'p50_s': stats['p50'],
+                        'p95_s': stats['p95'],
+                        'speedup_vs_torch': seconds['torch']['p50'] / stats['p50'],
+                        'bytes': case.bytes,
+                        'flops': case.flops,
+                        'roofline_fraction': bound_s / stats['p50']
+                        if run.device.type == 'cuda'
+                        else None,
+                    }
+                )
 
 
 # ---- ONNX vision path -----------------------------------------------------------------
@@ -166,34 +200,51 @@ def synthetic_frames(num_frames: int, size: tuple[int, int], seed: int = 0) -> t
     height, width = size
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
     t = np.arange(num_frames)[:, None, None, None] / 50.0
-    frames = 127.5 * (1 + np.sin(6 * x[None, ..., None] + 4 * y[None, ..., None] + t + np.array([0.0, 2.0, 4.0])))
+    frames = 127.5 * (
+        1 + np.sin(6 * x[None, ..., None] + 4 * y[None, ..., None] + t + np.array([0.0, 2.0, 4.0]))
+    )
     frames += rng.normal(0, 8, frames.shape)
     return torch.from_numpy(frames.clip(0, 255).astype(np.uint8))
 
 
 def onnx_section(run: Run, rows: list) -> None:
     """The ONNX vision path on onnxruntime vs the torch vision path (float32 model, fp32 and fp16 exports)."""
-    from ..backends.onnx import OnnxVisionEncoder, export_vision_onnx
-    from ..models import LlavaOnevision, make_tiny_checkpoint
+    from ..backends.onnx import export_vision_onnx
+    from ..backends.onnx import OnnxVisionEncoder
+    from ..models import LlavaOnevision
+    from ..models import make_tiny_checkpoint
 
     spec = TinySpec(image_size=56, patch_size=8) if run.smoke else VISION_SPEC
     with tempfile.TemporaryDirectory() as tmp:
-        model = LlavaOnevision.from_pretrained(make_tiny_checkpoint(Path(tmp) / "model", spec), device=run.device)
-        pixels = model.preprocess(synthetic_frames(3 if run.smoke else 16, model.frame_size, seed=1))
+        model = LlavaOnevision.from_pretrained(
+            make_tiny_checkpoint(Path(tmp) / 'model', spec), device=run.device
+        )
+        pixels = model.preprocess(
+            synthetic_frames(3 if run.smoke else 16, model.frame_size, seed=1)
+        )
         reference = model.encode_frames(pixels).float()
         for dtype, tolerance in ((torch.float32, 1e-4), (torch.float16, 2e-3)):
             encoder = OnnxVisionEncoder(
-                export_vision_onnx(model, Path(tmp) / f"vision-{dtype}.onnx", dtype=dtype), device=run.device, dtype=dtype
+                export_vision_onnx(model, Path(tmp) / f'vision-{dtype}.onnx', dtype=dtype),
+                device=run.device,
+                dtype=dtype,
             )
             tokens = encoder(pixels).float()
             error = (tokens - reference).abs().max().item()
             relative = error / reference.abs().max().item()
-            rows.append({
-                "check": "onnx_vision", "export_dtype": str(dtype).removeprefix("torch."),
-                "providers": encoder.session.get_providers(), "frames": pixels.shape[0],
-                "tokens_per_frame": model.tokens_per_frame, "max_abs_diff": error, "relative": relative,
-                "tolerance": tolerance, "pass": relative <= tolerance,
-            })  # fmt: skip
+            rows.append(
+                {
+                    'check': 'onnx_vision',
+                    'export_dtype': str(dtype).removeprefix('torch.'),
+                    'providers': encoder.session.get_providers(),
+                    'frames': pixels.shape[0],
+                    'tokens_per_frame': model.tokens_per_frame,
+                    'max_abs_diff': error,
+                    'relative': relative,
+                    'tolerance': tolerance,
+                    'pass': relative <= tolerance,
+                }
+            )
 
 
 # ---- pipeline -------------------------------------------------------------------------
@@ -206,37 +257,51 @@ def build_model(run: Run):
     )
 
     from ..models import LlavaOnevision
-    from ..models.tiny import make_tiny_model, make_tokenizer
+    from ..models.tiny import make_tiny_model
+    from ..models.tiny import make_tokenizer
 
     spec = TinySpec() if run.smoke else QWEN2_05B_SPEC
     tokenizer = make_tokenizer()
     with run.device:  # random init on the device (seconds on a GPU instead of a minute on CPU)
         hf_model = make_tiny_model(spec, tokenizer)
-    hf_model.to(torch.bfloat16 if run.device.type == "cuda" else torch.float32)
+    hf_model.to(torch.bfloat16 if run.device.type == 'cuda' else torch.float32)
     processor = LlavaOnevisionImageProcessorPil(
-        size={"height": spec.image_size, "width": spec.image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        size={'height': spec.image_size, 'width': spec.image_size},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
         image_grid_pinpoints=[[spec.image_size, spec.image_size]],
-    )  # fmt: skip
+    )
     return LlavaOnevision(hf_model, tokenizer, processor)
 
 
-def decode_roofline(engine, tpot_s: float | None, tokens_attended: float, peak_bandwidth: float) -> float | None:
+def decode_roofline(
+    engine, tpot_s: float | None, tokens_attended: float, peak_bandwidth: float
+) -> float | None:
     """Achieved / peak bandwidth of one decode step: LLM weights and the attended K/V, read once per token."""
     if not tpot_s:
         return None
     model = engine.model
     weights = sum(p.numel() * p.element_size() for p in model.hf.model.language_model.parameters())
     weights += model.hf.lm_head.weight.numel() * model.hf.lm_head.weight.element_size()
-    kv = tokens_attended * 2 * model.num_layers * model.num_kv_heads * model.head_dim * model.dtype.itemsize
+    kv = (
+        tokens_attended
+        * 2
+        * model.num_layers
+        * model.num_kv_heads
+        * model.head_dim
+        * model.dtype.itemsize
+    )
     return (weights + kv) / tpot_s / peak_bandwidth
 
 
 def pipeline_section(run: Run, rows: list) -> None:
     """Every policy streams the same frames; one record per (policy, kernels, length), shortest first."""
-    from ..config import EngineConfig, MemoryConfig
-    from ..engine import StreamingVLM
     from .records import make_record
-    from .stream import measure_answers, offline_record
+    from .stream import measure_answers
+    from .stream import offline_record
+    from ..config import EngineConfig
+    from ..config import MemoryConfig
+    from ..engine import StreamingVLM
 
     lengths = (16, 32) if run.smoke else (256, 1024)
     model = build_model(run)
@@ -244,15 +309,21 @@ def pipeline_section(run: Run, rows: list) -> None:
     stamps = np.arange(lengths[-1], dtype=float)  # 1 Hz stream
     engine_config = EngineConfig(device=str(run.device), frames_per_clip=8 if run.smoke else 32)
     memory = SMOKE_MEMORY if run.smoke else {}
-    runs = sorted([(p, "triton") for p in POLICIES] + [("livevlm", "torch")], key=lambda r: r[0] == "full")
+    runs = sorted(
+        [(p, 'triton') for p in POLICIES] + [('livevlm', 'torch')], key=lambda r: r[0] == 'full'
+    )
     engines = {  # full grows without bound, so it runs last at every length
         (policy, kernels): StreamingVLM(
             model, MemoryConfig(policy=policy, **memory), replace(engine_config, kernels=kernels)
         )
         for policy, kernels in runs
     }
-    warm_up = engines[("livevlm", "triton")].new_stream()  # Triton compiles, allocator, before any timing
-    warm_up.ingest(frames[: 2 * engine_config.frames_per_clip], stamps[: 2 * engine_config.frames_per_clip])
+    warm_up = engines[
+        ('livevlm', 'triton')
+    ].new_stream()  # Triton compiles, allocator, before any timing
+    warm_up.ingest(
+        frames[: 2 * engine_config.frames_per_clip], stamps[: 2 * engine_config.frames_per_clip]
+    )
     warm_up.ask(QUESTIONS[0], max_new_tokens=2)
     del warm_up
     seen = 0
@@ -260,11 +331,18 @@ def pipeline_section(run: Run, rows: list) -> None:
         for policy, kernels in runs:
             engine = engines.get((policy, kernels))
             if engine is None or run.late():
-                rows.append({"policy": policy, "kernels": kernels, "frames": length, "skipped": "budget or earlier OOM"})
+                rows.append(
+                    {
+                        'policy': policy,
+                        'kernels': kernels,
+                        'frames': length,
+                        'skipped': 'budget or earlier OOM',
+                    }
+                )
                 continue
             try:
                 run.sync()
-                if run.device.type == "cuda":
+                if run.device.type == 'cuda':
                     torch.cuda.reset_peak_memory_stats(run.device)
                 start = time.perf_counter()
                 engine.ingest(frames[seen:length], stamps[seen:length])
@@ -272,105 +350,181 @@ def pipeline_section(run: Run, rows: list) -> None:
                 ingest_fps = (length - seen) / (time.perf_counter() - start)
                 samples = measure_answers(engine, QUESTIONS, 1, 4 if run.smoke else 16)
             except torch.cuda.OutOfMemoryError as error:
-                rows.append({"policy": policy, "kernels": kernels, "frames": length, "error": str(error)[:300]})
+                rows.append(
+                    {
+                        'policy': policy,
+                        'kernels': kernels,
+                        'frames': length,
+                        'error': str(error)[:300],
+                    }
+                )
                 del engines[(policy, kernels)]
                 torch.cuda.empty_cache()
                 continue
-            tpot = float(np.median(samples["tpot"])) if samples["tpot"] else None
-            attended = float(np.mean(samples["attended"]))
-            on_gpu = run.device.type == "cuda"
+            tpot = float(np.median(samples['tpot'])) if samples['tpot'] else None
+            attended = float(np.mean(samples['attended']))
+            on_gpu = run.device.type == 'cuda'
             record = make_record(
-                engine, frames=length, ttft_s=samples["ttft"], answer_s=samples["answer"], tpot_s=samples["tpot"],
-                ingest_fps=ingest_fps, tokens_attended=attended,
-                peak_bytes=torch.cuda.max_memory_allocated(run.device) if on_gpu else None, kernels=kernels,
-                decode_roofline_fraction=decode_roofline(engine, tpot, attended, run.peak_bandwidth) if on_gpu else None,
-            )  # fmt: skip
+                engine,
+                frames=length,
+                ttft_s=samples['ttft'],
+                answer_s=samples['answer'],
+                tpot_s=samples['tpot'],
+                ingest_fps=ingest_fps,
+                tokens_attended=attended,
+                peak_bytes=torch.cuda.max_memory_allocated(run.device) if on_gpu else None,
+                kernels=kernels,
+                decode_roofline_fraction=decode_roofline(
+                    engine, tpot, attended, run.peak_bandwidth
+                )
+                if on_gpu
+                else None,
+            )
             rows.append(named(record, run))
         seen = length
-    if engines and not run.late():  # HF generate over every frame at question time, at the shortest length
-        offline = offline_record(next(iter(engines.values())), frames[: lengths[0]], argparse.Namespace(repeats=1))
+    if (
+        engines and not run.late()
+    ):  # HF generate over every frame at question time, at the shortest length
+        offline = offline_record(
+            next(iter(engines.values())), frames[: lengths[0]], argparse.Namespace(repeats=1)
+        )
         rows.append(named(offline, run))
 
 
 def named(record: dict[str, Any], run: Run) -> dict[str, Any]:
     """``record`` with the model named (it was built in memory, not loaded from a directory)."""
-    name = "tiny-random" if run.smoke else "qwen2-0.5b-shaped-random+small-siglip"
-    return {**record, "model": {**record["model"], "name": name}}
+    name = 'tiny-random' if run.smoke else 'qwen2-0.5b-shaped-random+small-siglip'
+    return {**record, 'model': {**record['model'], 'name': name}}
 
 
 # ---- report ---------------------------------------------------------------------------
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, Callable[[Any], str]]]) -> str:
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, Callable[[Any], str]]]
+) -> str:
     """A Markdown table of ``rows``: one ``(header, key, format)`` per column; missing keys print ``-``."""
-    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines = ['| ' + ' | '.join(h for h, _, _ in columns) + ' |', '|' + '---|' * len(columns)]
     for row in rows:
-        cells = ["-" if row.get(key) is None else fmt(row[key]) for _, key, fmt in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells = ['-' if row.get(key) is None else fmt(row[key]) for _, key, fmt in columns]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 def _g(value: Any) -> str:
-    return f"{value:.3g}"
+    return f'{value:.3g}'
 
 
 def _ms(value: Any) -> str:
-    return f"{value * 1e3:.3f}"
+    return f'{value * 1e3:.3f}'
 
 
-def report(environment: dict[str, Any], results: dict[str, list], sections: list[dict[str, Any]]) -> str:
+def report(
+    environment: dict[str, Any], results: dict[str, list], sections: list[dict[str, Any]]
+) -> str:
     """The Markdown report: environment, section status, and one table per section."""
     from .records import markdown_table
 
-    section_columns = [("section", "section", str), ("status", "status", str), ("s", "seconds", "{:.1f}".format)]
-    parts = ["## GPU check", "", "```", json.dumps(environment, indent=1), "```", "", table(sections, section_columns)]
-    parity_columns = [
-        ("kernel", "kernel", str), ("shape", "shape", str), ("dtype", "dtype", str),
-        ("max abs diff", "max_abs_diff", _g), ("relative", "relative", _g), ("tolerance", "tolerance", _g),
-        ("pass", "pass", str),
-    ]  # fmt: skip
-    parts += ["", "### Parity: Triton vs torch", "", table(results.get("parity", []), parity_columns)]
-    onnx_columns = [("export", "export_dtype", str), ("providers", "providers", ",".join), ("frames", "frames", str)]
-    onnx_columns += parity_columns[3:]
-    parts += ["", "### Parity: ONNX vision path (onnxruntime) vs torch", "", table(results.get("onnx", []), onnx_columns)]
-    kernel_columns = [
-        ("kernel", "kernel", str), ("shape", "shape", str), ("impl", "impl", str), ("p50 ms", "p50_s", _ms),
-        ("p95 ms", "p95_s", _ms), ("speed-up vs torch", "speedup_vs_torch", "{:.2f}".format),
-        ("roofline", "roofline_fraction", "{:.3f}".format), ("skipped", "skipped", str),
-    ]  # fmt: skip
-    parts += ["", "### Kernels: torch vs Triton", "", table(results.get("kernels", []), kernel_columns)]
-    records = [r for r in results.get("pipeline", []) if "ttft_s" in r]
-    labelled = [  # the same policy with torch kernels gets its own label in the tables
-        {**r, "policy": f"{r['policy']} ({r['kernels']} kernels)"} if r.get("kernels") == "torch" else r for r in records
+    section_columns = [
+        ('section', 'section', str),
+        ('status', 'status', str),
+        ('s', 'seconds', '{:.1f}'.format),
     ]
-    parts += ["", "### Pipeline (BENCHMARKS.md records)", "", markdown_table(labelled), ""]
+    parts = [
+        '## GPU check',
+        '',
+        '```',
+        json.dumps(environment, indent=1),
+        '```',
+        '',
+        table(sections, section_columns),
+    ]
+    parity_columns = [
+        ('kernel', 'kernel', str),
+        ('shape', 'shape', str),
+        ('dtype', 'dtype', str),
+        ('max abs diff', 'max_abs_diff', _g),
+        ('relative', 'relative', _g),
+        ('tolerance', 'tolerance', _g),
+        ('pass', 'pass', str),
+    ]
+    parts += [
+        '',
+        '### Parity: Triton vs torch',
+        '',
+        table(results.get('parity', []), parity_columns),
+    ]
+    onnx_columns = [
+        ('export', 'export_dtype', str),
+        ('providers', 'providers', ','.join),
+        ('frames', 'frames', str),
+    ]
+    onnx_columns += parity_columns[3:]
+    parts += [
+        '',
+        '### Parity: ONNX vision path (onnxruntime) vs torch',
+        '',
+        table(results.get('onnx', []), onnx_columns),
+    ]
+    kernel_columns = [
+        ('kernel', 'kernel', str),
+        ('shape', 'shape', str),
+        ('impl', 'impl', str),
+        ('p50 ms', 'p50_s', _ms),
+        ('p95 ms', 'p95_s', _ms),
+        ('speed-up vs torch', 'speedup_vs_torch', '{:.2f}'.format),
+        ('roofline', 'roofline_fraction', '{:.3f}'.format),
+        ('skipped', 'skipped', str),
+    ]
+    parts += [
+        '',
+        '### Kernels: torch vs Triton',
+        '',
+        table(results.get('kernels', []), kernel_columns),
+    ]
+    records = [r for r in results.get('pipeline', []) if 'ttft_s' in r]
+    labelled = [  # the same policy with torch kernels gets its own label in the tables
+        {**r, 'policy': f'{r["policy"]} ({r["kernels"]} kernels)'}
+        if r.get('kernels') == 'torch'
+        else r
+        for r in records
+    ]
+    parts += ['', '### Pipeline (BENCHMARKS.md records)', '', markdown_table(labelled), '']
     extra_columns = [
-        ("policy", "policy", str), ("frames", "frames", str), ("tpot ms p50", "tpot_s", lambda t: _ms(t["p50"])),
-        ("decode roofline", "decode_roofline_fraction", "{:.4f}".format), ("peak bytes", "peak_bytes", "{:,}".format),
-    ]  # fmt: skip
-    parts += [table([r for r in labelled if r.get("kernels")], extra_columns), ""]
+        ('policy', 'policy', str),
+        ('frames', 'frames', str),
+        ('tpot ms p50', 'tpot_s', lambda t: _ms(t['p50'])),
+        ('decode roofline', 'decode_roofline_fraction', '{:.4f}'.format),
+        ('peak bytes', 'peak_bytes', '{:,}'.format),
+    ]
+    parts += [table([r for r in labelled if r.get('kernels')], extra_columns), '']
     try:
         from .stream import headline  # needs pillow (the scene photos); the ratios are optional
     except ImportError:
         headline = None
     if records and headline is not None:
-        parts += headline([r for r in records if r.get("kernels", "triton") == "triton"])
-    problems = [r for r in results.get("pipeline", []) if "ttft_s" not in r]
+        parts += headline([r for r in records if r.get('kernels', 'triton') == 'triton'])
+    problems = [r for r in results.get('pipeline', []) if 'ttft_s' not in r]
     if problems:
-        parts += ["", "Not measured:", *(f"- {json.dumps(r)}" for r in problems)]
-    return "\n".join(parts) + "\n"
+        parts += ['', 'Not measured:', *(f'- {json.dumps(r)}' for r in problems)]
+    return '\n'.join(parts) + '\n'
 
 
 def environment_info(run: Run) -> dict[str, Any]:
     """Versions and device, for the report."""
-    from .records import device_name, git_sha
+    from .records import device_name
+    from .records import git_sha
 
     info: dict[str, Any] = {
-        "git_sha": git_sha(), "device": device_name(str(run.device)), "python": platform.python_version(),
-        "torch": torch.__version__, "cuda": torch.version.cuda, "smoke": run.smoke,
-        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
-    }  # fmt: skip
-    for package in ("triton", "transformers", "onnx", "onnxruntime", "onnxscript"):
+        'git_sha': git_sha(),
+        'device': device_name(str(run.device)),
+        'python': platform.python_version(),
+        'torch': torch.__version__,
+        'cuda': torch.version.cuda,
+        'smoke': run.smoke,
+        'triton_interpret': os.environ.get('TRITON_INTERPRET', '0'),
+    }
+    for package in ('triton', 'transformers', 'onnx', 'onnxruntime', 'onnxscript'):
         try:
             info[package] = __import__(package).__version__
         except ImportError:
@@ -379,25 +533,44 @@ def environment_info(run: Run) -> dict[str, Any]:
 
 
 SECTIONS: dict[str, Callable[[Run, list], None]] = {
-    "parity": parity_section,
-    "onnx": onnx_section,
-    "kernels": kernels_section,
-    "pipeline": pipeline_section,
+    'parity': parity_section,
+    'onnx': onnx_section,
+    'kernels': kernels_section,
+    'pipeline': pipeline_section,
 }
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add("out", help="directory for the JSON lines and report.md (created)")
-    add("--device", default="cuda", help="torch device (default: cuda)")
-    add("--smoke", action="store_true", help="tiny shapes; on CPU with Triton's interpreter")
-    add("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
-    add("--budget-scale", type=float, default=None, help="multiply every section budget (default 1, smoke 10)")
-    add("--peak-tbps", type=float, default=4.8, help="memory bandwidth for roofline fractions, TB/s (H200: 4.8)")
-    add("--peak-tflops", type=float, default=989.0, help="dense bfloat16 TFLOP/s for roofline fractions (H200: 989)")
+    add('out', help='directory for the JSON lines and report.md (created)')
+    add('--device', default='cuda', help='torch device (default: cuda)')
+    add('--smoke', action='store_true', help="tiny shapes; on CPU with Triton's interpreter")
+    add(
+        '--sections',
+        default=','.join(SECTIONS),
+        help='comma-separated subset of ' + ', '.join(SECTIONS),
+    )
+    add(
+        '--budget-scale',
+        type=float,
+        default=None,
+        help='multiply every section budget (default 1, smoke 10)',
+    )
+    add(
+        '--peak-tbps',
+        type=float,
+        default=4.8,
+        help='memory bandwidth for roofline fractions, TB/s (H200: 4.8)',
+    )
+    add(
+        '--peak-tflops',
+        type=float,
+        default=989.0,
+        help='dense bfloat16 TFLOP/s for roofline fractions (H200: 989)',
+    )
     return parser.parse_args(argv)
 
 
@@ -405,15 +578,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected sections; returns 0 when every section ran and every parity row passed, else 1."""
     args = parse_args(argv)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device here; run with --device cpu --smoke to exercise the code paths")
-    if device.type != "cuda" and not args.smoke:
-        raise SystemExit(f"--device {args.device} runs Triton's interpreter: add --smoke (full shapes would take hours)")
-    if device.type != "cuda":  # Triton reads it when the kernels are defined: before any kernel module is imported
-        os.environ["TRITON_INTERPRET"] = "1"
-    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(
+            'no CUDA device here; run with --device cpu --smoke to exercise the code paths'
+        )
+    if device.type != 'cuda' and not args.smoke:
+        raise SystemExit(
+            f"--device {args.device} runs Triton's interpreter: add --smoke (full shapes would take hours)"
+        )
+    if (
+        device.type != 'cuda'
+    ):  # Triton reads it when the kernels are defined: before any kernel module is imported
+        os.environ['TRITON_INTERPRET'] = '1'
+    unknown = set(args.sections.split(',')) - set(SECTIONS)
     if unknown:
-        raise SystemExit(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+        raise SystemExit(
+            f'unknown section(s) {", ".join(sorted(unknown))}; choose from {", ".join(SECTIONS)}'
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run = Run(out, device, args.smoke, args.peak_tflops * 1e12, args.peak_tbps * 1e12)
@@ -421,23 +602,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     environment = environment_info(run)
     print(json.dumps(environment), flush=True)
     results, sections = {}, []
-    for name in (n for n in SECTIONS if n in args.sections.split(",")):
+    for name in (n for n in SECTIONS if n in args.sections.split(',')):
         status, rows = run_section(run, name, SECTION_BUDGETS_S[name] * scale, SECTIONS[name])
         sections.append(status)
         results[name] = rows
-        with (out / ("records.jsonl" if name == "pipeline" else f"{name}.jsonl")).open("w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-    (out / "sections.json").write_text(json.dumps({"environment": environment, "sections": sections}, indent=1))
+        with (out / ('records.jsonl' if name == 'pipeline' else f'{name}.jsonl')).open('w') as f:
+            f.writelines(json.dumps(row) + '\n' for row in rows)
+    (out / 'sections.json').write_text(
+        json.dumps({'environment': environment, 'sections': sections}, indent=1)
+    )
     try:
         text = report(environment, results, sections)
     except Exception:  # the JSON lines are written already; say why the tables are missing
-        text = "report failed (the JSON lines are complete):\n" + traceback.format_exc()
-    (out / "report.md").write_text(text)
+        text = 'report failed (the JSON lines are complete):\n' + traceback.format_exc()
+    (out / 'report.md').write_text(text)
     print(text, flush=True)
-    failed = any(s["status"] != "ok" for s in sections)
-    failed |= any(not row.get("pass", True) for name in ("parity", "onnx") for row in results.get(name, []))
+    failed = any(s['status'] != 'ok' for s in sections)
+    failed |= any(
+        not row.get('pass', True) for name in ('parity', 'onnx') for row in results.get(name, [])
+    )
     return int(failed)
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

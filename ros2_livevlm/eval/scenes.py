@@ -1,4 +1,5 @@
-"""Scenes made from the real photos that ship with scikit-image, seen through a moving camera.
+"""
+Scenes made from the real photos that ship with scikit-image, seen through a moving camera.
 
 One catalogue for everything that needs pictures of a world: the sample rosbag's camera
 tour, the reference model's training streams and the quality benchmark. A scene's
@@ -23,18 +24,18 @@ class Scene:
 
 
 SCENES: tuple[Scene, ...] = (
-    Scene("astronaut", "astronaut"),
-    Scene("cat", "chelsea"),
-    Scene("coffee", "coffee"),
-    Scene("rocket", "rocket"),
-    Scene("coins", "coins"),
-    Scene("motorcycle", "stereo_motorcycle"),
-    Scene("moon", "moon"),
-    Scene("galaxy", "hubble_deep_field"),
-    Scene("clock", "clock"),
-    Scene("bricks", "brick"),
-    Scene("grass", "grass"),
-    Scene("newspaper", "page"),
+    Scene('astronaut', 'astronaut'),
+    Scene('cat', 'chelsea'),
+    Scene('coffee', 'coffee'),
+    Scene('rocket', 'rocket'),
+    Scene('coins', 'coins'),
+    Scene('motorcycle', 'stereo_motorcycle'),
+    Scene('moon', 'moon'),
+    Scene('galaxy', 'hubble_deep_field'),
+    Scene('clock', 'clock'),
+    Scene('bricks', 'brick'),
+    Scene('grass', 'grass'),
+    Scene('newspaper', 'page'),
 )
 """Twelve visually distinct scenes, all bundled in the scikit-image wheel (no download)."""
 
@@ -43,7 +44,8 @@ SCENE_NAMES: tuple[str, ...] = tuple(scene.name for scene in SCENES)
 
 @lru_cache(maxsize=None)
 def scene_image(name: str) -> np.ndarray:
-    """The photo of scene ``name`` as RGB uint8 ``[H, W, 3]`` (read-only, cached).
+    """
+    The photo of scene ``name`` as RGB uint8 ``[H, W, 3]`` (read-only, cached).
 
     Raises:
         KeyError: ``name`` is not in :data:`SCENE_NAMES`.
@@ -52,7 +54,7 @@ def scene_image(name: str) -> np.ndarray:
 
     scene = {s.name: s for s in SCENES}.get(name)
     if scene is None:
-        raise KeyError(f"unknown scene {name!r}; known: {', '.join(SCENE_NAMES)}")
+        raise KeyError(f'unknown scene {name!r}; known: {", ".join(SCENE_NAMES)}')
     image = getattr(data, scene.photo)()
     if isinstance(image, tuple):  # stereo pair: the left view
         image = image[0]
@@ -66,7 +68,8 @@ def scene_image(name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class View:
-    """Where the camera looks in a scene.
+    """
+    Where the camera looks in a scene.
 
     Attributes:
         cx, cy: window centre as a fraction of the photo's width and height, in [0, 1].
@@ -81,9 +84,14 @@ class View:
 
 
 def render(
-    image: np.ndarray, view: View, size: tuple[int, int], rng: np.random.Generator | None = None, noise: float = 0.0
+    image: np.ndarray,
+    view: View,
+    size: tuple[int, int],
+    rng: np.random.Generator | None = None,
+    noise: float = 0.0,
 ) -> np.ndarray:
-    """One camera frame: crop the view's window, resize to ``size``, apply gain and sensor noise.
+    """
+    One camera frame: crop the view's window, resize to ``size``, apply gain and sensor noise.
 
     Args:
         image: RGB uint8 ``[H, W, 3]``.
@@ -102,7 +110,9 @@ def render(
     top = np.clip(view.cy * height - crop_h / 2, 0, height - crop_h)
     left = np.clip(view.cx * width - crop_w / 2, 0, width - crop_w)
     box = (float(left), float(top), float(left + crop_w), float(top + crop_h))
-    frame = np.asarray(Image.fromarray(image).resize((out_w, out_h), Image.BILINEAR, box=box), dtype=np.float32)
+    frame = np.asarray(
+        Image.fromarray(image).resize((out_w, out_h), Image.BILINEAR, box=box), dtype=np.float32
+    )
     frame *= view.gain
     if noise > 0:
         frame += rng.normal(0.0, noise, frame.shape).astype(np.float32)
@@ -110,13 +120,19 @@ def render(
 
 
 def dwell(rng: np.random.Generator, num_frames: int, max_zoom: float = 2.0) -> list[View]:
-    """A smooth camera path of ``num_frames`` views over one scene: pan, zoom, brightness drift.
+    """
+    A smooth camera path of ``num_frames`` views over one scene: pan, zoom, brightness drift.
 
     Start and end views are drawn at random (centre in the middle 60 % of the photo, zoom
     in [1, ``max_zoom``], gain in [0.8, 1.2]); the path interpolates between them.
     """
     start, end = (
-        (rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(1.0, max_zoom), rng.uniform(0.8, 1.2))
+        (
+            rng.uniform(0.2, 0.8),
+            rng.uniform(0.2, 0.8),
+            rng.uniform(1.0, max_zoom),
+            rng.uniform(0.8, 1.2),
+        )
         for _ in range(2)
     )
     steps = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)

@@ -1,4 +1,5 @@
-"""Fixtures of the backend tests. Part A (vision encoder: ONNX, onnxruntime, TensorRT cache) uses the
+"""
+Fixtures of the backend tests. Part A (vision encoder: ONNX, onnxruntime, TensorRT cache) uses the
 ``vision_*`` fixtures; add others below (append only)."""
 
 from __future__ import annotations
@@ -7,37 +8,40 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ros2_livevlm.eval.scenes import scene_image
+from ros2_livevlm.eval.scenes import SCENE_NAMES
+from ros2_livevlm.models import LlavaOnevision
+from ros2_livevlm.models import make_tiny_checkpoint
+from ros2_livevlm.models import TinySpec
 import torch
 
-from ros2_livevlm.eval.scenes import SCENE_NAMES, scene_image
-from ros2_livevlm.models import LlavaOnevision, TinySpec, make_tiny_checkpoint
 
 VISION_SPEC = TinySpec(image_size=56, patch_size=8)
 """7x7 patches: an odd grid like real SigLIP's 27x27, so the 2x2 pooling interpolates (16 tokens per frame)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def vision_tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random LLaVA-OneVision written with save_pretrained, odd patch grid (:data:`VISION_SPEC`)."""
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny-odd-grid", VISION_SPEC)
+    return make_tiny_checkpoint(tmp_path_factory.mktemp('models') / 'tiny-odd-grid', VISION_SPEC)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def vision_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh package cache (``ROS2_LIVEVLM_CACHE``) for one test module: ONNX exports, fingerprints, engines."""
-    root = tmp_path_factory.mktemp("cache")
+    root = tmp_path_factory.mktemp('cache')
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ROS2_LIVEVLM_CACHE", str(root))
+        patch.setenv('ROS2_LIVEVLM_CACHE', str(root))
         yield root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def vision_model(vision_tiny_path: Path) -> LlavaOnevision:
     """The tiny checkpoint loaded in float32 on the CPU."""
     return LlavaOnevision.from_pretrained(vision_tiny_path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def vision_pixels(vision_model: LlavaOnevision) -> torch.Tensor:
     """Six real photos (scikit-image) preprocessed by the checkpoint's processor, float32 ``[6, 3, 56, 56]``."""
     frames = [torch.from_numpy(scene_image(name).copy())[None] for name in SCENE_NAMES[:6]]

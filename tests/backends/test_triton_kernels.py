@@ -1,4 +1,5 @@
-"""Triton kernels against their torch references, in Triton's CPU interpreter.
+"""
+Triton kernels against their torch references, in Triton's CPU interpreter.
 
 float32 and float16 only: the interpreter's bfloat16 matrix products are wrong. Shapes are
 odd on purpose (lengths that are not multiples of the 64-wide tiles, head dims that are
@@ -10,20 +11,26 @@ from __future__ import annotations
 
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"  # Triton reads it when the kernels are defined, so before importing them
 
+os.environ['TRITON_INTERPRET'] = (
+    '1'  # Triton reads it when the kernels are defined, so before importing them
+)
+
+from pathlib import Path  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ros2_livevlm.backends import triton_attention, triton_scores  # noqa: E402
-from ros2_livevlm.memory.attention import PagedKV, paged_attention  # noqa: E402
-from ros2_livevlm.memory.par import page_keys, page_scores  # noqa: E402
+from ros2_livevlm.backends import triton_attention  # noqa: E402
+from ros2_livevlm.backends import triton_scores  # noqa: E402
+from ros2_livevlm.memory.attention import paged_attention  # noqa: E402
+from ros2_livevlm.memory.attention import PagedKV  # noqa: E402
+from ros2_livevlm.memory.par import page_keys  # noqa: E402
+from ros2_livevlm.memory.par import page_scores  # noqa: E402
 from ros2_livevlm.memory.rope import Rope  # noqa: E402
 from ros2_livevlm.memory.vsb import vsb_scores  # noqa: E402
+import torch  # noqa: E402
+
 
 DTYPES = [torch.float32, torch.float16]
 # (H, G, d): GQA groups 1, 2 and 7; a head dim that is not a power of two.
@@ -31,13 +38,17 @@ HEADS = [(3, 3, 16), (4, 2, 32), (14, 2, 24)]
 
 
 def make_rope(head_dim: int, scaling: float = 1.0) -> Rope:
-    return Rope(1.0 / 1e6 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim), scaling)
+    return Rope(
+        1.0 / 1e6 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim), scaling
+    )
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("heads", HEADS, ids=lambda h: f"H{h[0]}G{h[1]}d{h[2]}")
-@pytest.mark.parametrize("num_obs, num_keys", [(5, 40), (70, 131)])
-def test_vsb_scores_match_reference(dtype: torch.dtype, heads: tuple[int, int, int], num_obs: int, num_keys: int) -> None:
+@pytest.mark.parametrize('dtype', DTYPES, ids=str)
+@pytest.mark.parametrize('heads', HEADS, ids=lambda h: f'H{h[0]}G{h[1]}d{h[2]}')
+@pytest.mark.parametrize('num_obs, num_keys', [(5, 40), (70, 131)])
+def test_vsb_scores_match_reference(
+    dtype: torch.dtype, heads: tuple[int, int, int], num_obs: int, num_keys: int
+) -> None:
     num_heads, num_kv_heads, head_dim = heads
     torch.manual_seed(num_heads * num_keys)
     q = (torch.randn(num_heads, num_obs, head_dim) * 2).to(dtype)  # peaked softmax rows
@@ -48,13 +59,17 @@ def test_vsb_scores_match_reference(dtype: torch.dtype, heads: tuple[int, int, i
     assert scores.sum().item() == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("q_dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("heads", HEADS, ids=lambda h: f"H{h[0]}G{h[1]}d{h[2]}")
-def test_page_scores_match_reference_with_masks(q_dtype: torch.dtype, heads: tuple[int, int, int]) -> None:
+@pytest.mark.parametrize('q_dtype', DTYPES, ids=str)
+@pytest.mark.parametrize('heads', HEADS, ids=lambda h: f'H{h[0]}G{h[1]}d{h[2]}')
+def test_page_scores_match_reference_with_masks(
+    q_dtype: torch.dtype, heads: tuple[int, int, int]
+) -> None:
     num_heads, num_kv_heads, head_dim = heads
     torch.manual_seed(num_heads)
     q = torch.randn(num_heads, 9, head_dim).to(q_dtype)
-    pages = page_keys(torch.randn(num_kv_heads, 1203, head_dim) * 3, page_size=16)  # [G, 76, d], last page short
+    pages = page_keys(
+        torch.randn(num_kv_heads, 1203, head_dim) * 3, page_size=16
+    )  # [G, 76, d], last page short
     allowed = torch.rand(pages.shape[1]) > 0.4
     for mask in (None, allowed, torch.zeros_like(allowed)):
         scores = triton_scores.page_scores(q, pages, mask)
@@ -64,13 +79,13 @@ def test_page_scores_match_reference_with_masks(q_dtype: torch.dtype, heads: tup
 
 def test_score_kernels_reject_what_they_cannot_take() -> None:
     q, k = torch.randn(4, 5, 16), torch.randn(2, 40, 16)
-    with pytest.raises(ValueError, match="H % G"):
+    with pytest.raises(ValueError, match='H % G'):
         triton_scores.vsb_scores(q, torch.randn(3, 40, 16))
-    with pytest.raises(ValueError, match="contiguous"):
+    with pytest.raises(ValueError, match='contiguous'):
         triton_scores.vsb_scores(torch.randn(4, 16, 5).transpose(1, 2), k)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match='dtype'):
         triton_scores.vsb_scores(q.double(), k)
-    with pytest.raises(ValueError, match="allowed"):
+    with pytest.raises(ValueError, match='allowed'):
         triton_scores.page_scores(q, k, torch.ones(39, dtype=torch.bool))
 
 
@@ -78,16 +93,29 @@ def test_page_table_cuts_runs_into_pages() -> None:
     index = torch.tensor([0, 1, 2, 3, 4, *range(10, 12), *range(20, 40)])
     k = torch.zeros(1, 40, 2)
     table = PagedKV.from_index(k, k, torch.arange(40), index, page_size=8)
-    assert table.starts.tolist() == [0, 10, 20, 28, 36] and table.lengths.tolist() == [5, 2, 8, 8, 4]
+    assert table.starts.tolist() == [0, 10, 20, 28, 36] and table.lengths.tolist() == [
+        5,
+        2,
+        8,
+        8,
+        4,
+    ]
     assert table.num_tokens == 27 and torch.equal(table.token_index(), index)
     empty = PagedKV.from_index(k, k, torch.arange(40), index[:0], page_size=8)
     assert empty.starts.numel() == 0 and empty.token_index().numel() == 0
 
 
 def paged_case(
-    heads: tuple[int, int, int], dtype: torch.dtype, *, num_queries: int, page_size: int, seed: int, keep: float = 0.7
+    heads: tuple[int, int, int],
+    dtype: torch.dtype,
+    *,
+    num_queries: int,
+    page_size: int,
+    seed: int,
+    keep: float = 0.7,
 ) -> tuple[torch.Tensor, PagedKV, torch.Tensor, torch.Tensor]:
-    """A memory of 203 tokens of which about ``keep`` are attended (runs with gaps), positions
+    """
+    A memory of 203 tokens of which about ``keep`` are attended (runs with gaps), positions
     like an original-position stream (increasing, with gaps), and a tail of prompt tokens."""
     num_heads, num_kv_heads, head_dim = heads
     torch.manual_seed(seed)
@@ -103,17 +131,23 @@ def paged_case(
     return torch.randn(num_heads, num_queries, head_dim).to(dtype), context, k_tail, v_tail
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("heads", HEADS, ids=lambda h: f"H{h[0]}G{h[1]}d{h[2]}")
+@pytest.mark.parametrize('dtype', DTYPES, ids=str)
+@pytest.mark.parametrize('heads', HEADS, ids=lambda h: f'H{h[0]}G{h[1]}d{h[2]}')
 @pytest.mark.parametrize(
-    "num_queries, page_size, num_splits",
+    'num_queries, page_size, num_splits',
     [(1, 16, None), (1, 5, 3), (6, 16, 2)],
-    ids=["decode", "short-pages-split", "prompt"],
+    ids=['decode', 'short-pages-split', 'prompt'],
 )
 def test_paged_attention_matches_reference(
-    dtype: torch.dtype, heads: tuple[int, int, int], num_queries: int, page_size: int, num_splits: int | None
+    dtype: torch.dtype,
+    heads: tuple[int, int, int],
+    num_queries: int,
+    page_size: int,
+    num_splits: int | None,
 ) -> None:
-    q, context, k_tail, v_tail = paged_case(heads, dtype, num_queries=num_queries, page_size=page_size, seed=heads[0])
+    q, context, k_tail, v_tail = paged_case(
+        heads, dtype, num_queries=num_queries, page_size=page_size, seed=heads[0]
+    )
     rope = make_rope(heads[2], scaling=1.2)
     out = triton_attention.paged_attention(q, context, k_tail, v_tail, rope, num_splits=num_splits)
     assert out.dtype == dtype and out.shape == q.shape
@@ -124,31 +158,48 @@ def test_paged_attention_matches_reference(
 
 
 def test_paged_attention_with_nothing_paged_is_attention_over_the_tail() -> None:
-    q, context, k_tail, v_tail = paged_case((4, 2, 16), torch.float32, num_queries=3, page_size=16, seed=1, keep=0.0)
+    q, context, k_tail, v_tail = paged_case(
+        (4, 2, 16), torch.float32, num_queries=3, page_size=16, seed=1, keep=0.0
+    )
     assert context.starts.numel() == 0
     out = triton_attention.paged_attention(q, context, k_tail, v_tail, make_rope(16))
-    torch.testing.assert_close(out, paged_attention(q, context, k_tail, v_tail, make_rope(16)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out, paged_attention(q, context, k_tail, v_tail, make_rope(16)), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_paged_attention_rejects_what_it_cannot_take() -> None:
-    q, context, k_tail, v_tail = paged_case((4, 2, 16), torch.float32, num_queries=1, page_size=16, seed=2)
+    q, context, k_tail, v_tail = paged_case(
+        (4, 2, 16), torch.float32, num_queries=1, page_size=16, seed=2
+    )
     rope = make_rope(16)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match='dtype'):
         triton_attention.paged_attention(q.half(), context, k_tail, v_tail, rope)
-    with pytest.raises(ValueError, match="T_tail"):
+    with pytest.raises(ValueError, match='T_tail'):
         triton_attention.paged_attention(q, context, k_tail[:, :0], v_tail[:, :0], rope)
-    with pytest.raises(ValueError, match="contiguous"):
-        triton_attention.paged_attention(q, context, k_tail.transpose(1, 2).contiguous().transpose(1, 2), v_tail, rope)
+    with pytest.raises(ValueError, match='contiguous'):
+        triton_attention.paged_attention(
+            q, context, k_tail.transpose(1, 2).contiguous().transpose(1, 2), v_tail, rope
+        )
 
 
 def test_kernels_compile_for_orin_and_hopper(tmp_path: Path) -> None:
-    """Triton's compiler (not the interpreter) builds every kernel for sm_87 (Jetson Orin) and
+    """
+    Triton's compiler (not the interpreter) builds every kernel for sm_87 (Jetson Orin) and
     sm_90 (H100/H200) down to a cubin; no GPU needed (tests/backends/triton_aot.py)."""
     here = Path(__file__).resolve()
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(here.parents[2]), "TRITON_CACHE_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        'TRITON_INTERPRET': '0',
+        'PYTHONPATH': str(here.parents[2]),
+        'TRITON_CACHE_DIR': str(tmp_path),
+    }
     result = subprocess.run(
-        [sys.executable, str(here.parent / "triton_aot.py"), "87", "90"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, str(here.parent / 'triton_aot.py'), '87', '90'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("sm_87 ") == result.stdout.count("sm_90 ") == 8
+    assert result.stdout.count('sm_87 ') == result.stdout.count('sm_90 ') == 8
