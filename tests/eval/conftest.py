@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-import json
 import os
 from pathlib import Path
 
+from eval_cases import EVAL_ARGS
+from eval_cases import SHORT_TOUR
 import pytest
-
 from ros2_livevlm.eval import evaluate
 from ros2_livevlm.eval.sample import make_sample
-from ros2_livevlm.eval.sample import Tour
-
-SHORT_TOUR = Tour(
-    num_frames=8,
-    frame_period_s=1.0,
-    rate_hz=5.0,
-    checkpoints=(3, 5),
-    questions_per_checkpoint=2,
-    final_questions=4,
-)
-"""8 s at 5 Hz (40 frames of 96 x 128), questions after model frames 3, 5, 7; sampled at 1 Hz."""
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -43,17 +32,6 @@ def short_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample(tmp_path_factory.mktemp('sample') / 'short', SHORT_TOUR)
 
 
-EVAL_ARGS = ('--budget-tokens', '32', '--frames-per-clip', '4', '--sample-fps', '1', '--quiet')
-"""
-Settings shared by the offline and live runs: a budget of 2 frames (16 tokens each), clips of
-4 frames, one frame per second."""
-
-
-def read_records(out: Path) -> list[dict]:
-    """Read the lines of ``out/records.jsonl``."""
-    return [json.loads(line) for line in (out / 'records.jsonl').read_text().splitlines()]
-
-
 @pytest.fixture(scope='session')
 def offline_report(short_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run ``evaluate`` offline on the short tour (full, livevlm; tiny model); its report dir."""
@@ -66,6 +44,8 @@ def offline_report(short_sample: Path, tmp_path_factory: pytest.TempPathFactory)
             str(short_sample / 'questions.jsonl'),
             '--policies',
             'full,livevlm',
+            '--model-path',
+            'tiny',
             '--out',
             str(out),
             *EVAL_ARGS,

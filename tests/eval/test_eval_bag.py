@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ros2_livevlm.eval.bag import bag_info
 from ros2_livevlm.eval.bag import BagError
 from ros2_livevlm.eval.bag import read_camera
@@ -17,6 +16,7 @@ from ros2_livevlm.eval.scenes import render
 from ros2_livevlm.eval.scenes import scene_image
 from ros2_livevlm.eval.scenes import View
 from ros2_livevlm.ros.image import to_rgb
+
 
 START_NS = 1_700_000_000_123_456_789
 PERIOD_NS = 66_666_667  # 15 Hz

@@ -12,11 +12,11 @@ import json
 import os
 from pathlib import Path
 
-from conftest import EVAL_ARGS
-from conftest import read_records
+from eval_cases import EVAL_ARGS
+from eval_cases import read_records
 import pytest
-
 from ros2_livevlm.eval import evaluate
+
 
 COMPARED = (
     'policy',
@@ -50,6 +50,8 @@ def test_live_equals_offline(
             '4',
             '--policies',
             'livevlm',
+            '--model-path',
+            'tiny',
             '--out',
             str(out),
             *EVAL_ARGS,

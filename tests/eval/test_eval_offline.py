@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import EVAL_ARGS
-from conftest import read_records
-from conftest import SHORT_TOUR
+from eval_cases import EVAL_ARGS
+from eval_cases import read_records
+from eval_cases import SHORT_TOUR
 import pytest
-
 from ros2_livevlm.engine import StreamingVLM
 from ros2_livevlm.eval import evaluate
 from ros2_livevlm.eval.bag import bag_info
@@ -20,6 +19,7 @@ from ros2_livevlm.eval.replay import replay_offline
 from ros2_livevlm.eval.sample import camera_frames
 from ros2_livevlm.eval.sample import plan_runs
 from ros2_livevlm.eval.sample import START_NS
+
 
 RECORD_KEYS = {
     'git_sha',

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from ros2_livevlm.eval.questions import BagTime
 from ros2_livevlm.eval.questions import is_correct
 from ros2_livevlm.eval.questions import load_questions

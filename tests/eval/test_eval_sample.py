@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SHORT_TOUR
-
+from eval_cases import SHORT_TOUR
 from ros2_livevlm.eval.bag import bag_info
 from ros2_livevlm.eval.bag import read_camera
 from ros2_livevlm.eval.questions import load_questions

@@ -16,24 +16,12 @@ import subprocess
 import sys
 from typing import Iterator
 
-import numpy as np
-from PIL import Image as PILImage
 import pytest
 from ros2_livevlm.ros.client import LiveVLMClient
-from skimage import data as photos
 
 # Read by rclpy.init (not at import): this process and the nodes it starts share it.
 os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-
-PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'cat')
-
-
-def photo(index: int, width: int = 160) -> np.ndarray:
-    """Real photo number ``index`` (cycling), ``width`` pixels wide: RGB uint8 [H, W, 3]."""
-    image = PILImage.fromarray(getattr(photos, PHOTOS[index % len(PHOTOS)])()[:, :, :3])
-    height = round(image.height * width / image.width) // 2 * 2
-    return np.asarray(image.resize((width, height), PILImage.BILINEAR))
 
 
 class NodeProcess:
@@ -68,6 +56,7 @@ def start_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     started: list[NodeProcess] = []
 
     def start(**parameters: str) -> NodeProcess:
+        parameters.setdefault('model_path', 'tiny')  # random weights: answers run long
         node = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', parameters)
         started.append(node)
         return node

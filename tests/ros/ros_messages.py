@@ -11,9 +11,20 @@ from PIL import Image as PILImage
 from ros2_livevlm.ros.status import to_time
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
+from skimage import data as photos
+
+
+PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'cat')
 
 RAW_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16',
                  'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv')
+
+
+def photo(index: int, width: int = 160) -> np.ndarray:
+    """Real photo number ``index`` (cycling), ``width`` pixels wide: RGB uint8 [H, W, 3]."""
+    image = PILImage.fromarray(getattr(photos, PHOTOS[index % len(PHOTOS)])()[:, :, :3])
+    height = round(image.height * width / image.width) // 2 * 2
+    return np.asarray(image.resize((width, height), PILImage.BILINEAR))
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:

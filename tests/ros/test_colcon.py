@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_FILES = ('package.xml', 'CMakeLists.txt', 'setup.py', 'setup.cfg', 'msg', 'srv',
                  'action', 'ros2_livevlm', 'launch', 'config', 'scripts')

@@ -20,6 +20,7 @@ from rosbags.typesys import get_typestore
 from rosbags.typesys import Stores
 from skimage import data as photos
 
+
 ROSBAGS = get_typestore(Stores.ROS2_HUMBLE)
 
 

@@ -15,13 +15,14 @@ import threading
 
 from action_msgs.msg import GoalStatus
 from builtin_interfaces.msg import Time
-from conftest import photo
 from lifecycle_msgs.msg import Transition
 import pytest
 from rclpy.qos import qos_profile_sensor_data
 from ros_messages import encoded_photo
+from ros_messages import photo
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
+
 
 SIM_TIME = 5000
 

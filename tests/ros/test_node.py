@@ -15,7 +15,6 @@ import threading
 import time
 
 from action_msgs.msg import GoalStatus
-from conftest import photo
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 from rclpy.qos import qos_profile_sensor_data
@@ -23,10 +22,12 @@ from rclpy.qos import QoSProfile
 from ros_messages import compressed_image
 from ros_messages import encoded_bytes
 from ros_messages import encoded_photo
+from ros_messages import photo
 from ros_messages import RAW_ENCODINGS
 from ros_messages import raw_image
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
+
 
 CAMERAS = ('image', 'image/compressed', 'cam_b', 'bad')
 PARAMETERS = {

@@ -17,6 +17,7 @@ from ros2_livevlm.ros.params import NODE_PARAMETERS
 from ros2_livevlm.ros.params import read_settings
 import yaml
 
+
 YAML = Path(__file__).resolve().parents[2] / 'config' / 'livevlm.yaml'
 
 
@@ -55,7 +56,8 @@ def test_yaml_lists_exactly_the_declared_parameters(make_node):
     node = make_node(**values)
     assert sorted(values) == sorted(NAMES)
     assert all(node.has_parameter(name) for name in values)
-    assert read_settings(node).memory == MemoryConfig()
+    memory = MemoryConfig(**{f.name: values[f.name] for f in fields(MemoryConfig)})
+    assert read_settings(node).memory == memory  # every value of the file arrives
 
 
 @pytest.mark.parametrize('overrides, named', [
