@@ -205,7 +205,8 @@ def headline(records: list[dict[str, Any]]) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.strip().split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.strip().split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         '--model-path',

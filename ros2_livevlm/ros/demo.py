@@ -46,7 +46,9 @@ NODE_PARAMETERS = ('autostart:=true', 'frames_per_clip:=4', 'budget_tokens:=96',
 def tour_messages(start: float = 1000.0) -> list[Image]:
     """Return the tour as rgb8 Images, one per second of camera time from ``start`` (s)."""
     rng = np.random.default_rng(0)
-    frames = np.concatenate([render_run(rng, scene, seconds, (96, 128)) for scene, seconds in TOUR])
+    frames = np.concatenate(
+        [render_run(rng, scene, seconds, (96, 128)) for scene, seconds in TOUR]
+    )
     messages = []
     for index, rgb in enumerate(frames):
         msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding='rgb8',
@@ -80,7 +82,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         right = 0
         for question, expected in QUESTIONS:
             print(f'Q: {question}\nA: ', end='', flush=True)
-            goal = client.send_ask(question, on_feedback=lambda f: print(f.delta, end='', flush=True))
+            goal = client.send_ask(
+                question, on_feedback=lambda f: print(f.delta, end='', flush=True)
+            )
             _, answer = client.result(goal)
             if not answer.success:
                 print(f'\ndemo: no answer: {answer.error}', file=sys.stderr)
