@@ -1,6 +1,8 @@
 """
-Compute backends: the vision encoder (torch, onnxruntime, TensorRT) and the memory kernels
-(torch, Triton). The torch paths are the reference every other backend is tested against.
+Compute backends: the vision encoder and the memory kernels.
+
+The vision encoder runs on torch, onnxruntime or TensorRT; the memory kernels on torch or
+Triton. The torch paths are the reference every other backend is tested against.
 
 The engine asks this module for its vision encoder and kernel set; heavy or optional
 dependencies (onnxruntime, tensorrt, triton) are imported only when selected.
@@ -24,7 +26,7 @@ VisionEncoder = Callable[[torch.Tensor], torch.Tensor]
 
 def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEncoder:
     """
-    The vision encoder named by ``config.vision_backend``, validated now (configure time).
+    Return the vision encoder named by ``config.vision_backend``, validated now (configure time).
 
     ``torch``: the model's own :meth:`~LlavaOnevision.encode_frames`. ``onnxruntime``: the
     cached ONNX export, exported on first use with a log line (:mod:`.onnx`).
@@ -53,7 +55,7 @@ def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEn
 
 def memory_kernels(config: EngineConfig) -> MemoryKernels:
     """
-    The memory kernel set named by ``config.kernels``.
+    Return the memory kernel set named by ``config.kernels``.
 
     ``torch``: the reference set (:data:`~ros2_livevlm.memory.kernels.TORCH_KERNELS`), any
     device. ``triton``: Triton kernels for the VSB scores, the PaR page scores
@@ -79,7 +81,8 @@ def memory_kernels(config: EngineConfig) -> MemoryKernels:
         ) from error
     if torch.device(config.device).type != 'cuda' and not interpreted():
         raise RuntimeError(
-            f'kernels=triton runs on CUDA devices, not device={config.device!r}; set kernels: torch '
+            f'kernels=triton runs on CUDA devices, not device={config.device!r}; '
+            'set kernels: torch '
             "(or TRITON_INTERPRET=1 before start, Triton's slow CPU interpreter, for tests)"
         )
     return MemoryKernels(

@@ -1,8 +1,9 @@
 """
-``build_engines``: compile the vision encoder of a checkpoint into the engine cache, once per device.
+``build_engines``: compile a checkpoint's vision encoder into the engine cache, once per device.
 
-    ros2 run ros2_livevlm build_engines --model-path ~/models/llava-onevision-qwen2-0.5b-ov-hf --precision fp16
-    build_engines --model-path ~/models/llava-onevision-qwen2-0.5b-ov-hf --onnx-only   # no TensorRT needed
+    MODEL=~/models/llava-onevision-qwen2-0.5b-ov-hf
+    ros2 run ros2_livevlm build_engines --model-path $MODEL --precision fp16
+    build_engines --model-path $MODEL --onnx-only   # no TensorRT needed
 
 Steps: check TensorRT and the GPU (unless ``--onnx-only``), skip if a valid engine for the
 key is cached (unless ``--force``), load the checkpoint on the CPU, export the vision path
@@ -35,11 +36,14 @@ from ..models import resolve_model_path
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line of ``build_engines`` (batch defaults: 1 and ``EngineConfig.frames_per_clip``)."""
-    defaults = BatchProfile(opt=EngineConfig().frames_per_clip, max=EngineConfig().frames_per_clip)
+    """Parse the command line of ``build_engines`` (batch defaults: 1 and ``frames_per_clip``)."""
+    frames_per_clip = EngineConfig().frames_per_clip
+    defaults = BatchProfile(opt_batch=frames_per_clip, max_batch=frames_per_clip)
     parser = argparse.ArgumentParser(
         prog='build_engines',
-        description="Build the TensorRT engine of a checkpoint's vision encoder into the engine cache.",
+        description=(
+            "Build the TensorRT engine of a checkpoint's vision encoder into the engine cache."
+        ),
     )
     parser.add_argument(
         '--model-path', required=True, help="local LLaVA-OneVision directory, or 'tiny'"
@@ -53,19 +57,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         '--min-batch',
         type=int,
-        default=defaults.min,
+        default=defaults.min_batch,
         help='fewest frames per call (default: %(default)s)',
     )
     parser.add_argument(
         '--opt-batch',
         type=int,
-        default=defaults.opt,
+        default=defaults.opt_batch,
         help='frames per call TensorRT tunes for (default: frames_per_clip, %(default)s)',
     )
     parser.add_argument(
         '--max-batch',
         type=int,
-        default=defaults.max,
+        default=defaults.max_batch,
         help='most frames per call; larger clips run in chunks (default: %(default)s)',
     )
     parser.add_argument(
@@ -139,9 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     entry = store_engine(
         root, key, serialized, model_path=model_path, gpu_name=gpu_name, batch=batch
     )
-    print(
-        f'engine: {entry.engine_path} ({entry.engine_bytes / 2**20:.1f} MiB, {time.perf_counter() - start:.0f} s)'
-    )
+    seconds = time.perf_counter() - start
+    print(f'engine: {entry.engine_path} ({entry.engine_bytes / 2**20:.1f} MiB, {seconds:.0f} s)')
     return 0
 
 

@@ -7,9 +7,9 @@ keyed by (fingerprint, precision, export recipe version); TensorRT engines addit
 the TensorRT version and the GPU's compute capability, because an engine deserializes only
 on the TensorRT release, and by default the GPU architecture, it was built for::
 
-    <cache>/onnx/<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>/vision.onnx   (+ vision.onnx.data)
-    <engine cache>/vision-<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>-trt<version>-sm<cc>.engine
-    <engine cache>/vision-...-sm<cc>.json     the sidecar: full key, model path, GPU, batch profile
+  <cache>/onnx/<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>/vision.onnx   (+ vision.onnx.data)
+  <engine cache>/vision-<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>-trt<version>-sm<cc>.engine
+  <engine cache>/vision-...-sm<cc>.json     the sidecar: full key, model path, GPU, batch profile
 
 ``<cache>`` is :func:`~ros2_livevlm.config.cache_dir`; the engine cache is
 ``EngineConfig.engine_cache_dir`` (default ``<cache>/engines``), never the working
@@ -73,7 +73,7 @@ def precision_of(dtype: torch.dtype) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename (readers never see half a file)."""
+    """Write ``data`` to ``path`` via a temporary sibling and a rename (never half a file)."""
     handle, staging = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:
         with os.fdopen(handle, 'wb') as file:
@@ -113,7 +113,8 @@ def model_fingerprint(model_dir: str | Path) -> str:
         path.suffix == '.safetensors' for path in files
     ):
         raise FileNotFoundError(
-            f'{root} needs config.json and *.safetensors to be fingerprinted (a save_pretrained directory)'
+            f'{root} needs config.json and *.safetensors to be fingerprinted '
+            '(a save_pretrained directory)'
         )
     stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
     memo = cache_dir('fingerprints') / (
@@ -136,7 +137,7 @@ def onnx_export_dir(fingerprint: str, precision: str) -> Path:
 
 def engine_cache_root(engine_cache_dir: str) -> Path:
     """
-    The engine cache directory of the ``EngineConfig.engine_cache_dir`` setting, created if missing.
+    Return the engine cache directory of ``EngineConfig.engine_cache_dir``, created if missing.
 
     Raises:
         ValueError: a relative path (engines never live relative to the working directory).
@@ -146,7 +147,8 @@ def engine_cache_root(engine_cache_dir: str) -> Path:
     root = Path(engine_cache_dir).expanduser()
     if not root.is_absolute():
         raise ValueError(
-            f'engine_cache_dir={engine_cache_dir!r} must be an absolute path (or empty for {cache_dir("engines")})'
+            f'engine_cache_dir={engine_cache_dir!r} must be an absolute path '
+            f'(or empty for {cache_dir("engines")})'
         )
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -155,20 +157,24 @@ def engine_cache_root(engine_cache_dir: str) -> Path:
 @dataclass(frozen=True)
 class BatchProfile:
     """
-    TensorRT optimization profile of the batch (frames) axis: ``min <= opt <= max`` frames.
+    TensorRT optimization profile of the batch (frames) axis.
+
+    ``min_batch <= opt_batch <= max_batch`` frames; the sidecar stores them as ``min``,
+    ``opt`` and ``max``.
 
     Raises:
         ValueError: a bound below 1 or out of order.
     """
 
-    min: int = 1
-    opt: int = 32
-    max: int = 32
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 32
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min <= self.opt <= self.max:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise ValueError(
-                f'batch profile needs 1 <= min <= opt <= max frames, got {self.min}, {self.opt}, {self.max}'
+                'batch profile needs 1 <= min <= opt <= max frames, '
+                f'got {self.min_batch}, {self.opt_batch}, {self.max_batch}'
             )
 
 
@@ -199,7 +205,7 @@ class EngineKey:
         return f'vision-{model}-trt{self.tensorrt_version}-sm{sm}'
 
     def mismatches(self, other: EngineKey) -> list[str]:
-        """Why an engine built for ``self`` does not serve ``other``, one phrase per field (empty if equal)."""
+        """List why an engine built for ``self`` does not serve ``other``, a phrase per field."""
         reasons = []
         if self.model_hash != other.model_hash:
             reasons.append(
@@ -210,15 +216,18 @@ class EngineKey:
             reasons.append(f'precision {self.precision}, needed {other.precision}')
         if self.export_version != other.export_version:
             reasons.append(
-                f'ONNX export recipe v{self.export_version}, this package writes v{other.export_version}'
+                f'ONNX export recipe v{self.export_version}, '
+                f'this package writes v{other.export_version}'
             )
         if self.tensorrt_version != other.tensorrt_version:
             reasons.append(
-                f'built with TensorRT {self.tensorrt_version}, this is TensorRT {other.tensorrt_version}'
+                f'built with TensorRT {self.tensorrt_version}, '
+                f'this is TensorRT {other.tensorrt_version}'
             )
         if self.compute_capability != other.compute_capability:
             reasons.append(
-                f'built for compute capability {self.compute_capability}, this GPU has {other.compute_capability}'
+                f'built for compute capability {self.compute_capability}, '
+                f'this GPU has {other.compute_capability}'
             )
         return reasons
 
@@ -277,7 +286,7 @@ def store_engine(
         'key': asdict(key),
         'model_path': entry.model_path,
         'gpu_name': gpu_name,
-        'batch': asdict(batch),
+        'batch': {'min': batch.min_batch, 'opt': batch.opt_batch, 'max': batch.max_batch},
         'engine_bytes': entry.engine_bytes,
         'built_at': entry.built_at,
     }
@@ -286,21 +295,26 @@ def store_engine(
 
 
 def _read_sidecar(path: Path) -> EngineEntry:
-    """Raises KeyError, TypeError or ValueError (incl. JSON errors) on a malformed sidecar."""
+    """
+    Read the sidecar at ``path``.
+
+    Raises:
+        KeyError, TypeError or ValueError (incl. JSON errors): a malformed sidecar.
+    """
     data = json.loads(path.read_text())
     return EngineEntry(
         key=EngineKey(**data['key']),
         engine_path=path.with_suffix('.engine'),
         model_path=data['model_path'],
         gpu_name=data['gpu_name'],
-        batch=BatchProfile(**data['batch']),
+        batch=BatchProfile(data['batch']['min'], data['batch']['opt'], data['batch']['max']),
         engine_bytes=int(data['engine_bytes']),
         built_at=data['built_at'],
     )
 
 
 def build_command(model_path: str | Path, precision: str, root: Path) -> str:
-    """The command that builds the engine of ``model_path`` at ``precision`` into ``root``."""
+    """Return the command that builds the engine of ``model_path`` at ``precision`` in ``root``."""
     command = (
         f'ros2 run ros2_livevlm build_engines --model-path {model_path} --precision {precision}'
     )
@@ -311,7 +325,7 @@ def build_command(model_path: str | Path, precision: str, root: Path) -> str:
 
 def find_engine(root: Path, key: EngineKey, model_path: str | Path) -> EngineEntry:
     """
-    The cached engine for ``key``, validated against its sidecar.
+    Find the cached engine for ``key``, validated against its sidecar.
 
     Args:
         root: the engine cache directory (:func:`engine_cache_root`).
@@ -337,18 +351,21 @@ def find_engine(root: Path, key: EngineKey, model_path: str | Path) -> EngineEnt
             if size == entry.engine_bytes:
                 return entry
             found.append(
-                f'{entry.engine_path.name}: missing or truncated ({size} of {entry.engine_bytes} bytes)'
+                f'{entry.engine_path.name}: missing or truncated '
+                f'({size} of {entry.engine_bytes} bytes)'
             )
         elif entry.model_path == model_path or entry.key.model_hash == key.model_hash:
             found.append(f'{entry.engine_path.name}: ' + '; '.join(entry.key.mismatches(key)))
     needed = (
-        f'{key.precision}, TensorRT {key.tensorrt_version}, compute capability {key.compute_capability}, '
+        f'{key.precision}, TensorRT {key.tensorrt_version}, '
+        f'compute capability {key.compute_capability}, '
         f'model hash {key.model_hash[:12]}'
     )
     lines = found or [f'no engine of this model in {root}']
     raise EngineCacheError(
         f'no usable TensorRT engine for the vision encoder of {model_path} ({needed}):\n'
         + ''.join(f'  - {line}\n' for line in lines)
-        + 'Build it once per model, precision, TensorRT version and GPU (engines are never built at node start):\n'
+        + 'Build it once per model, precision, TensorRT version and GPU '
+        '(engines are never built at node start):\n'
         + f'  {build_command(model_path, key.precision, root)}'
     )

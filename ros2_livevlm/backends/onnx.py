@@ -58,7 +58,7 @@ OPSET = 18
 INPUT_NAME = 'pixel_values'
 OUTPUT_NAME = 'frame_tokens'
 EXPORT_BATCH = 2
-"""Frames in the example input of the export; N stays dynamic (not 1: torch.export would specialize)."""
+"""Frames in the export's example input; N stays dynamic (not 1: torch.export would specialize)."""
 FP32_OPS = ('LayerNormalization', 'Softmax')
 """ONNX ops whose inputs must be float32 in every precision."""
 
@@ -104,7 +104,7 @@ class VisionPath(torch.nn.Module):
 
 
 def _aten_softmax(self, dim: int, dtype: int = -1):
-    """``softmax(Tensor self, int dim, ScalarType? dtype)`` with the cast before the Softmax, as torch does."""
+    """Translate aten ``softmax(Tensor self, int dim, ScalarType? dtype)``: cast, then Softmax."""
     if dtype != -1 and dtype is not None:
         self = op.Cast(self, to=dtype)
     return op.Softmax(self, axis=dim)
@@ -184,7 +184,7 @@ def export_vision_onnx(
 
 def cached_vision_onnx(model: LlavaOnevision, dtype: torch.dtype) -> Path:
     """
-    The cached ONNX export of ``model``'s vision path at ``dtype``, exported on first use.
+    Return the cached ONNX export of ``model``'s vision path at ``dtype``, exported on first use.
 
     Keyed by the model fingerprint, precision and export recipe (:mod:`.cache`). A first
     use logs a warning and exports into a staging directory that is renamed into place,
@@ -196,7 +196,8 @@ def cached_vision_onnx(model: LlavaOnevision, dtype: torch.dtype) -> Path:
     """
     if model.path is None:
         raise ValueError(
-            'the compiled vision backends need a model loaded from a directory (LlavaOnevision.from_pretrained)'
+            'the compiled vision backends need a model loaded from a directory '
+            '(LlavaOnevision.from_pretrained)'
         )
     target = onnx_export_dir(model_fingerprint(model.path), precision_of(dtype))
     if (target / ONNX_FILE).is_file():
@@ -221,7 +222,11 @@ def cached_vision_onnx(model: LlavaOnevision, dtype: torch.dtype) -> Path:
 
 
 def default_providers(device: torch.device) -> list[str]:
-    """onnxruntime execution providers for ``device``: CUDA (then CPU) on a GPU when available, else CPU."""
+    """
+    Return the onnxruntime execution providers for ``device``.
+
+    CUDA (then CPU) on a GPU when onnxruntime has the CUDA provider, else CPU.
+    """
     import onnxruntime
 
     if device.type == 'cuda':
@@ -276,7 +281,7 @@ class OnnxVisionEncoder:
 
 def onnxruntime_encoder(model: LlavaOnevision) -> OnnxVisionEncoder:
     """
-    The onnxruntime vision encoder of ``model`` at the model's dtype (float32 or float16).
+    Return the onnxruntime vision encoder of ``model`` at the model's dtype (float32 or float16).
 
     Raises:
         ValueError: a bfloat16 model (onnxruntime has no bfloat16 kernels for this graph:
@@ -285,8 +290,9 @@ def onnxruntime_encoder(model: LlavaOnevision) -> OnnxVisionEncoder:
     """
     if model.dtype == torch.bfloat16:
         raise ValueError(
-            'vision_backend=onnxruntime runs float32 or float16 graphs (onnxruntime has no bfloat16 '
-            'kernels for them); set dtype to float32 or float16, or use vision_backend torch or tensorrt'
+            'vision_backend=onnxruntime runs float32 or float16 graphs (onnxruntime has no '
+            'bfloat16 kernels for them); set dtype to float32 or float16, or use vision_backend '
+            'torch or tensorrt'
         )
     path = cached_vision_onnx(model, model.dtype)
     return OnnxVisionEncoder(path, device=model.device, dtype=model.dtype)

@@ -1,9 +1,10 @@
 """
-TensorRT vision encoder: build a serialized engine from the ONNX export; run it on torch CUDA tensors.
+TensorRT vision encoder: build a serialized engine from the ONNX export; run it on CUDA tensors.
 
-Written against TensorRT's Python API (10.x; older releases are refused): ``Builder`` -> strongly typed
-``INetworkDefinition`` filled by ``OnnxParser.parse_from_file`` -> ``IBuilderConfig`` with
-one optimization profile for the frames axis -> ``build_serialized_network``; at run time
+Written against TensorRT's Python API (10.x; older releases are refused): ``Builder`` ->
+strongly typed ``INetworkDefinition`` filled by ``OnnxParser.parse_from_file`` ->
+``IBuilderConfig`` with one optimization profile for the frames axis ->
+``build_serialized_network``; at run time
 ``Runtime.deserialize_cuda_engine`` -> ``IExecutionContext`` with ``set_input_shape``,
 ``set_tensor_address`` and ``execute_async_v3`` on the current torch CUDA stream.
 
@@ -39,16 +40,16 @@ log = logging.getLogger(__name__)
 
 
 class TensorRTUnavailable(RuntimeError):
-    """TensorRT's Python package or a CUDA GPU is missing; the message says what to install or choose."""
+    """TensorRT's Python package or a CUDA GPU is missing; the message says what to do instead."""
 
 
 MIN_TENSORRT_MAJOR = 10
-"""Strongly typed networks with bf16, ``execute_async_v3`` and named tensors: TensorRT 10 (JetPack 6)."""
+"""Strongly typed bf16 networks, ``execute_async_v3``, named tensors: TensorRT 10 (JetPack 6)."""
 
 
 def import_tensorrt() -> ModuleType:
     """
-    The ``tensorrt`` module, version 10 or newer.
+    Import the ``tensorrt`` module, version 10 or newer.
 
     Raises:
         TensorRTUnavailable: it is not importable or too old (naming how to install it,
@@ -58,9 +59,10 @@ def import_tensorrt() -> ModuleType:
         import tensorrt
     except ImportError as error:
         raise TensorRTUnavailable(
-            f"vision_backend=tensorrt and build_engines need TensorRT's Python package, which is not importable "
-            f'({error}). Install it: on Jetson with JetPack (apt install python3-libnvinfer), on a desktop GPU with '
-            'pip install tensorrt (matching your CUDA). Or set vision_backend to torch or onnxruntime.'
+            "vision_backend=tensorrt and build_engines need TensorRT's Python package, "
+            f'which is not importable ({error}). Install it: on Jetson with JetPack '
+            '(apt install python3-libnvinfer), on a desktop GPU with pip install tensorrt '
+            '(matching your CUDA). Or set vision_backend to torch or onnxruntime.'
         ) from error
     if int(tensorrt.__version__.split('.')[0]) < MIN_TENSORRT_MAJOR:
         raise TensorRTUnavailable(
@@ -80,8 +82,9 @@ def cuda_device(device: str | torch.device) -> torch.device:
     """
     if not torch.cuda.is_available():
         raise TensorRTUnavailable(
-            'TensorRT engines run on an NVIDIA GPU, but torch sees none (torch.cuda.is_available() is False): '
-            'check the driver and that torch is a CUDA build, or set vision_backend to torch or onnxruntime'
+            'TensorRT engines run on an NVIDIA GPU, but torch sees none '
+            '(torch.cuda.is_available() is False): check the driver and that torch is a CUDA '
+            'build, or set vision_backend to torch or onnxruntime'
         )
     device = torch.device(device)
     if device.type != 'cuda':
@@ -96,7 +99,7 @@ def cuda_device(device: str | torch.device) -> torch.device:
 def engine_key(
     model_path: str | Path, precision: str, device: torch.device, trt: ModuleType
 ) -> EngineKey:
-    """The :class:`EngineKey` of this checkpoint at ``precision`` for this TensorRT and GPU."""
+    """Return the :class:`EngineKey` of a checkpoint at ``precision`` for this TensorRT and GPU."""
     major, minor = torch.cuda.get_device_capability(device)
     return EngineKey(
         model_hash=model_fingerprint(model_path),
@@ -133,9 +136,9 @@ def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleTyp
     profile = builder.create_optimization_profile()
     profile.set_shape(
         pixels.name,
-        min=(batch.min, channels, height, width),
-        opt=(batch.opt, channels, height, width),
-        max=(batch.max, channels, height, width),
+        min=(batch.min_batch, channels, height, width),
+        opt=(batch.opt_batch, channels, height, width),
+        max=(batch.max_batch, channels, height, width),
     )
     config = builder.create_builder_config()
     config.add_optimization_profile(profile)
@@ -179,7 +182,8 @@ class TensorRTVisionEncoder:
             self.engine = self.runtime.deserialize_cuda_engine(entry.engine_path.read_bytes())
             if self.engine is None:
                 raise EngineCacheError(
-                    f'TensorRT could not deserialize {entry.engine_path}; delete it and rebuild with build_engines'
+                    f'TensorRT could not deserialize {entry.engine_path}; '
+                    'delete it and rebuild with build_engines'
                 )
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -187,7 +191,8 @@ class TensorRTVisionEncoder:
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
             raise RuntimeError(
-                f'{entry.engine_path} has inputs {inputs} and outputs {outputs}; expected one of each'
+                f'{entry.engine_path} has inputs {inputs} and outputs {outputs}; '
+                'expected one of each'
             )
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = torch_dtypes[self.engine.get_tensor_dtype(self.input_name)]
@@ -195,7 +200,11 @@ class TensorRTVisionEncoder:
         self.max_frames = self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
 
     def _run(self, pixels: torch.Tensor) -> torch.Tensor:
-        """One enqueue of at most ``max_frames`` frames: ``[n, 3, S, S] -> [n, P, D]`` in the engine's dtype."""
+        """
+        Run one enqueue of at most ``max_frames`` frames.
+
+        ``[n, 3, S, S] -> [n, P, D]`` in the engine's output dtype.
+        """
         pixels = pixels.to(device=self.device, dtype=self.input_dtype).contiguous()
         if not self.context.set_input_shape(self.input_name, tuple(pixels.shape)):
             raise RuntimeError(
@@ -216,7 +225,9 @@ class TensorRTVisionEncoder:
 
 def tensorrt_encoder(model: LlavaOnevision, engine_cache_dir: str) -> TensorRTVisionEncoder:
     """
-    The TensorRT vision encoder of ``model``, validated against the engine cache (configure time).
+    Return the TensorRT vision encoder of ``model``, validated against the engine cache.
+
+    Called at configure time.
 
     The engine must have been built by ``build_engines`` for this checkpoint's files, the
     model's dtype as precision, this TensorRT version and this GPU's compute capability.
@@ -232,7 +243,8 @@ def tensorrt_encoder(model: LlavaOnevision, engine_cache_dir: str) -> TensorRTVi
     device = cuda_device(model.device)
     if model.path is None:
         raise ValueError(
-            'vision_backend=tensorrt needs a model loaded from a directory (LlavaOnevision.from_pretrained)'
+            'vision_backend=tensorrt needs a model loaded from a directory '
+            '(LlavaOnevision.from_pretrained)'
         )
     root = engine_cache_root(engine_cache_dir)
     key = engine_key(model.path, precision_of(model.dtype), device, trt)

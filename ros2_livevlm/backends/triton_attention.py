@@ -23,7 +23,8 @@ Flash-decoding layout: one program per (KV head, block of query tokens, split of
 keys). The ``H / G`` query heads of a KV head and up to ``64 / (H / G)`` query tokens (1
 when decoding, more for the answer prompt) share each key tile as the rows of one
 ``tl.dot`` (padded to 16). Each split writes its running max, sum and unnormalised output;
-a second kernel merges the splits. Reference: :func:`ros2_livevlm.memory.attention.paged_attention`.
+a second kernel merges the splits. Reference:
+:func:`ros2_livevlm.memory.attention.paged_attention`.
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def _split_kernel(
     BLOCK_HALF: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """
-    Partial attention of one KV head's GROUP query heads for BLOCK_T query tokens (rows
-    ``t * GROUP + h`` of one ``tl.dot``) over one split of the slots. Slot ``s`` is visible
-    to query token ``t`` iff ``s < visible_base + t``. PAGED: slots index the page table
-    (``page = s // PAGE_SIZE``) and keys are rotated here; otherwise slots index the buffer
-    directly and keys are already rotated."""
+    Attend over one split of the slots: partial results of one KV head's query heads.
+
+    The GROUP query heads of the KV head for BLOCK_T query tokens are the rows
+    ``t * GROUP + h`` of one ``tl.dot``. Slot ``s`` is visible to query token ``t`` iff
+    ``s < visible_base + t``. PAGED: slots index the page table (``page = s // PAGE_SIZE``)
+    and keys are rotated here; otherwise slots index the buffer directly and keys are
+    already rotated.
+    """
     kv_head = tl.program_id(0)
     t_block = tl.program_id(1)
     split = tl.program_id(2)
@@ -145,11 +149,15 @@ def _split_kernel(
 @triton.jit
 def _merge_kernel(
     max_ptr, sum_ptr, part_ptr, o_ptr, num_rows, num_splits,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_SPLITS: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, BLOCK_SPLITS: tl.constexpr,
 ):
     """
-    Merge the splits of BLOCK_ROWS (query head, query token) rows: ``sum_s w_s acc_s / sum_s w_s l_s``
-    with ``w_s = 2^(m_s - max_s m_s)``; ``o`` is ``[H * T, d]`` contiguous."""
+    Merge the splits of BLOCK_ROWS (query head, query token) rows.
+
+    ``o = sum_s w_s acc_s / sum_s w_s l_s`` with ``w_s = 2^(m_s - max_s m_s)``; ``o`` is
+    ``[H * T, d]`` contiguous.
+    """
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < num_rows
     splits = tl.arange(0, BLOCK_SPLITS)
@@ -176,9 +184,12 @@ def _merge_kernel(
 
 def _split(num_slots: int, block: int, programs: int, interpreted: bool) -> tuple[int, int]:
     """
-    ``(slots_per_split, num_splits)``: whole blocks per split, enough splits to reach
-    :data:`TARGET_PROGRAMS` programs with ``programs`` programs per split (one split in
-    the interpreter, where programs run one after the other)."""
+    Split the slots: return ``(slots_per_split, num_splits)``.
+
+    Whole blocks per split, enough splits to reach :data:`TARGET_PROGRAMS` programs with
+    ``programs`` programs per split (one split in the interpreter, where programs run one
+    after the other).
+    """
     blocks = triton.cdiv(num_slots, block)
     wanted = 1 if interpreted else max(1, min(blocks, TARGET_PROGRAMS // programs))
     slots_per_split = triton.cdiv(blocks, wanted) * block
@@ -218,19 +229,23 @@ def _check_inputs(
         or head_dim % 2
     ):
         raise ValueError(
-            f'shapes: q {tuple(q.shape)} [H, T, d], context.k/v {[tuple(s) for s in shapes]} [G, n, d], '
-            f'k_tail {tuple(k_tail.shape)} v_tail {tuple(v_tail.shape)} [G, T_tail, d]; need H % G == 0 and even d'
+            f'shapes: q {tuple(q.shape)} [H, T, d], '
+            f'context.k/v {[tuple(s) for s in shapes]} [G, n, d], '
+            f'k_tail {tuple(k_tail.shape)} v_tail {tuple(v_tail.shape)} [G, T_tail, d]; '
+            'need H % G == 0 and even d'
         )
     if not 1 <= num_queries <= k_tail.shape[1]:
         raise ValueError(
-            f"need 1 <= T <= T_tail (the queries' own tokens end the tail), got T={num_queries}, T_tail={k_tail.shape[1]}"
+            "need 1 <= T <= T_tail (the queries' own tokens end the tail), "
+            f'got T={num_queries}, T_tail={k_tail.shape[1]}'
         )
     if (
         context.positions.shape[0] != context.k.shape[1]
         or context.starts.shape != context.lengths.shape
     ):
         raise ValueError(
-            'context.positions must have one entry per buffer token, starts and lengths one per page'
+            'context.positions must have one entry per buffer token, '
+            'starts and lengths one per page'
         )
 
 

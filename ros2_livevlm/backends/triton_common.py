@@ -24,7 +24,7 @@ def _probe() -> None:
 
 
 def interpreted() -> bool:
-    """True when this process defined its Triton kernels for the interpreter (``TRITON_INTERPRET=1``)."""
+    """Tell if this process defined its Triton kernels for the interpreter (TRITON_INTERPRET=1)."""
     return not isinstance(_probe, JITFunction)
 
 
@@ -60,6 +60,7 @@ def check_tensor(
         )
     if tensor.device.type != 'cuda' and not interpreted():
         raise ValueError(
-            f'{name} is on {tensor.device}: Triton kernels need CUDA tensors, or TRITON_INTERPRET=1 set '
-            'before ros2_livevlm.backends.triton_* is imported (CPU interpreter, for tests)'
+            f'{name} is on {tensor.device}: Triton kernels need CUDA tensors, '
+            'or TRITON_INTERPRET=1 set before ros2_livevlm.backends.triton_* is imported '
+            '(CPU interpreter, for tests)'
         )

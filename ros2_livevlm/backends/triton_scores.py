@@ -5,7 +5,8 @@ Both scores are the same reduction: ``softmax(q kᵀ / sqrt(d))`` over every key
 sees, then the mean over all query heads and query rows, one float32 score per key.
 
 * VSB (spec A.4 step 4): the last ``r`` vision queries of a clip over the full context,
-  causal (the queries are the last ``r`` keys). Reference :func:`ros2_livevlm.memory.vsb.vsb_scores`.
+  causal (the queries are the last ``r`` keys). Reference
+  :func:`ros2_livevlm.memory.vsb.vsb_scores`.
 * PaR (spec A.4 step 6.4): the question queries over the page-mean keys, optionally
   restricted to allowed pages. Reference :func:`ros2_livevlm.memory.par.page_scores`.
 
@@ -141,7 +142,7 @@ def _column_sums_kernel(
 
 
 def _block(size: int, cap: int) -> int:
-    """A power-of-two block of at least 16 (``tl.dot``'s minimum) and at most ``cap``."""
+    """Return a power-of-two block of at least 16 (``tl.dot``'s minimum) and at most ``cap``."""
     return max(16, min(cap, triton.next_power_of_2(size)))
 
 
@@ -184,7 +185,8 @@ def pooled_scores(
         allowed.shape != (num_keys,) or allowed.dtype != torch.bool or allowed.device != q.device
     ):
         raise ValueError(
-            f'allowed must be bool [{num_keys}] on {q.device}, got {allowed.dtype} {tuple(allowed.shape)}'
+            f'allowed must be bool [{num_keys}] on {q.device}, '
+            f'got {allowed.dtype} {tuple(allowed.shape)}'
         )
     if q.dtype != k.dtype:  # PaR: small model-dtype queries against float32 page means
         q, k = q.float(), k.float()
@@ -216,7 +218,9 @@ def pooled_scores(
 
 def vsb_scores(q_obs: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """
-    VSB scores (spec A.4 step 4), same contract as :func:`ros2_livevlm.memory.vsb.vsb_scores`.
+    Compute VSB scores (spec A.4 step 4).
+
+    Same contract as :func:`ros2_livevlm.memory.vsb.vsb_scores`.
 
     Args:
         q_obs: the last ``r`` queries after RoPE, ``[H, r, d]``.
@@ -232,7 +236,9 @@ def page_scores(
     q: torch.Tensor, pages: torch.Tensor, allowed: torch.Tensor | None = None
 ) -> torch.Tensor:
     """
-    PaR page scores (spec A.4 step 6.4), same contract as :func:`ros2_livevlm.memory.par.page_scores`.
+    Compute PaR page scores (spec A.4 step 6.4).
+
+    Same contract as :func:`ros2_livevlm.memory.par.page_scores`.
 
     Args:
         q: question queries without RoPE, ``[H, n_q, d]``.

@@ -2,7 +2,7 @@
 One prepared check for a CUDA machine: kernel and ONNX parity, kernel speed, the pipeline.
 
     python -m ros2_livevlm.bench.gpu_check OUT_DIR                      # CUDA, under 10 minutes
-    python -m ros2_livevlm.bench.gpu_check OUT_DIR --device cpu --smoke  # same code paths, tiny, CPU
+    python -m ros2_livevlm.bench.gpu_check OUT_DIR --device cpu --smoke  # same paths, tiny, CPU
 
 Sections, each with its own time budget (a late or failing section is recorded, its rows
 so far are kept, and the next section runs):
@@ -77,7 +77,7 @@ class SectionTimeout(Exception):
 
 @dataclass
 class Run:
-    """Settings of one check run; ``deadline`` is the current section's soft budget (monotonic s)."""
+    """Settings of one check run; ``deadline``: the current section's soft budget (monotonic s)."""
 
     out: Path
     device: torch.device
@@ -145,7 +145,11 @@ def _shapes(run: Run) -> list:
 
 
 def parity_section(run: Run, rows: list) -> None:
-    """Every Triton kernel vs its torch reference, per shape and dtype (no bfloat16 in the interpreter)."""
+    """
+    Check every Triton kernel against its torch reference, per shape and dtype.
+
+    No bfloat16 in the interpreter.
+    """
     from .kernel_cases import kernel_cases
     from .kernel_cases import parity
 
@@ -156,7 +160,7 @@ def parity_section(run: Run, rows: list) -> None:
 
 
 def kernels_section(run: Run, rows: list) -> None:
-    """torch vs Triton seconds per call in the compute dtype, speed-up and roofline fraction."""
+    """Time torch vs Triton per call in the compute dtype: seconds, speed-up, roofline fraction."""
     from .kernel_cases import kernel_cases
     from .kernel_cases import timings
     from .records import quantiles
@@ -171,7 +175,7 @@ def kernels_section(run: Run, rows: list) -> None:
                 impl: quantiles(timings(fn, run.device, 2 if run.smoke else 20))
                 for impl, fn in case.run.items()
             }
-            bound_s = max(case.flops / run.peak_flops, case.bytes / run.peak_bandwidth)
+            bound_s = max(case.flops / run.peak_flops, case.bytes_moved / run.peak_bandwidth)
             for impl, stats in seconds.items():
                 rows.append(
                     {
@@ -182,11 +186,11 @@ def kernels_section(run: Run, rows: list) -> None:
                         'p50_s': stats['p50'],
                         'p95_s': stats['p95'],
                         'speedup_vs_torch': seconds['torch']['p50'] / stats['p50'],
-                        'bytes': case.bytes,
+                        'bytes': case.bytes_moved,
                         'flops': case.flops,
-                        'roofline_fraction': bound_s / stats['p50']
-                        if run.device.type == 'cuda'
-                        else None,
+                        'roofline_fraction': (
+                            bound_s / stats['p50'] if run.device.type == 'cuda' else None
+                        ),
                     }
                 )
 
@@ -195,7 +199,7 @@ def kernels_section(run: Run, rows: list) -> None:
 
 
 def synthetic_frames(num_frames: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
-    """Moving colour gradients with noise, uint8 ``[N, H, W, 3]`` (content does not matter here)."""
+    """Make moving colour gradients with noise, uint8 ``[N, H, W, 3]`` (the content is moot)."""
     rng = np.random.default_rng(seed)
     height, width = size
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
@@ -208,7 +212,11 @@ def synthetic_frames(num_frames: int, size: tuple[int, int], seed: int = 0) -> t
 
 
 def onnx_section(run: Run, rows: list) -> None:
-    """The ONNX vision path on onnxruntime vs the torch vision path (float32 model, fp32 and fp16 exports)."""
+    """
+    Check the ONNX vision path on onnxruntime against the torch vision path.
+
+    A float32 model, exported at fp32 and at fp16.
+    """
     from ..backends.onnx import export_vision_onnx
     from ..backends.onnx import OnnxVisionEncoder
     from ..models import LlavaOnevision
@@ -251,7 +259,7 @@ def onnx_section(run: Run, rows: list) -> None:
 
 
 def build_model(run: Run):
-    """The pipeline's random checkpoint, built in memory on the device (bfloat16 on CUDA)."""
+    """Build the pipeline's random checkpoint in memory on the device (bfloat16 on CUDA)."""
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil,
     )
@@ -277,7 +285,11 @@ def build_model(run: Run):
 def decode_roofline(
     engine, tpot_s: float | None, tokens_attended: float, peak_bandwidth: float
 ) -> float | None:
-    """Achieved / peak bandwidth of one decode step: LLM weights and the attended K/V, read once per token."""
+    """
+    Return achieved / peak bandwidth of one decode step (None without a TPOT).
+
+    A step reads the LLM weights and the attended K/V once per token.
+    """
     if not tpot_s:
         return None
     model = engine.model
@@ -295,7 +307,11 @@ def decode_roofline(
 
 
 def pipeline_section(run: Run, rows: list) -> None:
-    """Every policy streams the same frames; one record per (policy, kernels, length), shortest first."""
+    """
+    Stream the same frames through every policy.
+
+    One record per (policy, kernels, length), shortest first.
+    """
     from .records import make_record
     from .stream import measure_answers
     from .stream import offline_record
@@ -318,9 +334,8 @@ def pipeline_section(run: Run, rows: list) -> None:
         )
         for policy, kernels in runs
     }
-    warm_up = engines[
-        ('livevlm', 'triton')
-    ].new_stream()  # Triton compiles, allocator, before any timing
+    # Triton compiles, allocator, before any timing
+    warm_up = engines[('livevlm', 'triton')].new_stream()
     warm_up.ingest(
         frames[: 2 * engine_config.frames_per_clip], stamps[: 2 * engine_config.frames_per_clip]
     )
@@ -374,17 +389,14 @@ def pipeline_section(run: Run, rows: list) -> None:
                 tokens_attended=attended,
                 peak_bytes=torch.cuda.max_memory_allocated(run.device) if on_gpu else None,
                 kernels=kernels,
-                decode_roofline_fraction=decode_roofline(
-                    engine, tpot, attended, run.peak_bandwidth
-                )
-                if on_gpu
-                else None,
+                decode_roofline_fraction=(
+                    decode_roofline(engine, tpot, attended, run.peak_bandwidth) if on_gpu else None
+                ),
             )
             rows.append(named(record, run))
         seen = length
-    if (
-        engines and not run.late()
-    ):  # HF generate over every frame at question time, at the shortest length
+    # HF generate over every frame at question time, at the shortest length
+    if engines and not run.late():
         offline = offline_record(
             next(iter(engines.values())), frames[: lengths[0]], argparse.Namespace(repeats=1)
         )
@@ -392,7 +404,7 @@ def pipeline_section(run: Run, rows: list) -> None:
 
 
 def named(record: dict[str, Any], run: Run) -> dict[str, Any]:
-    """``record`` with the model named (it was built in memory, not loaded from a directory)."""
+    """Name the model in ``record`` (it was built in memory, not loaded from a directory)."""
     name = 'tiny-random' if run.smoke else 'qwen2-0.5b-shaped-random+small-siglip'
     return {**record, 'model': {**record['model'], 'name': name}}
 
@@ -403,7 +415,11 @@ def named(record: dict[str, Any], run: Run) -> dict[str, Any]:
 def table(
     rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, Callable[[Any], str]]]
 ) -> str:
-    """A Markdown table of ``rows``: one ``(header, key, format)`` per column; missing keys print ``-``."""
+    """
+    Format ``rows`` as a Markdown table.
+
+    One ``(header, key, format)`` per column; missing keys print ``-``.
+    """
     lines = ['| ' + ' | '.join(h for h, _, _ in columns) + ' |', '|' + '---|' * len(columns)]
     for row in rows:
         cells = ['-' if row.get(key) is None else fmt(row[key]) for _, key, fmt in columns]
@@ -422,7 +438,7 @@ def _ms(value: Any) -> str:
 def report(
     environment: dict[str, Any], results: dict[str, list], sections: list[dict[str, Any]]
 ) -> str:
-    """The Markdown report: environment, section status, and one table per section."""
+    """Write the Markdown report: environment, section status, and one table per section."""
     from .records import markdown_table
 
     section_columns = [
@@ -511,7 +527,7 @@ def report(
 
 
 def environment_info(run: Run) -> dict[str, Any]:
-    """Versions and device, for the report."""
+    """Collect versions and device, for the report."""
     from .records import device_name
     from .records import git_sha
 
@@ -542,7 +558,8 @@ SECTIONS: dict[str, Callable[[Run, list], None]] = {
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.strip().split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add('out', help='directory for the JSON lines and report.md (created)')
@@ -575,7 +592,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the selected sections; returns 0 when every section ran and every parity row passed, else 1."""
+    """
+    Run the selected sections.
+
+    Returns 0 when every section ran and every parity row passed, else 1.
+    """
     args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
@@ -584,11 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if device.type != 'cuda' and not args.smoke:
         raise SystemExit(
-            f"--device {args.device} runs Triton's interpreter: add --smoke (full shapes would take hours)"
+            f"--device {args.device} runs Triton's interpreter: "
+            'add --smoke (full shapes would take hours)'
         )
-    if (
-        device.type != 'cuda'
-    ):  # Triton reads it when the kernels are defined: before any kernel module is imported
+    if device.type != 'cuda':
+        # Triton reads it when the kernels are defined: before any kernel module is imported
         os.environ['TRITON_INTERPRET'] = '1'
     unknown = set(args.sections.split(',')) - set(SECTIONS)
     if unknown:

@@ -4,7 +4,7 @@ The memory kernels at real model shapes: inputs, torch vs Triton, parity and tim
 Used by :mod:`.gpu_check`. One :class:`KernelCase` per (kernel, model shape, dtype) holds
 the torch reference, the Triton kernel, the bytes each call must move and the useful
 floating-point operations, so a timing becomes a roofline fraction:
-``max(flops / peak_flops, bytes / peak_bandwidth) / time``.
+``max(flops / peak_flops, bytes_moved / peak_bandwidth) / time``.
 
 Shapes follow LiveVLM's defaults (spec A.5): long-term budget 12,000 tokens, 2 short-term
 frames of 196 tokens, 32-frame clips, observation window r = 392, pages of 16, retrieval
@@ -77,7 +77,7 @@ class KernelCase:
         shape: model shape name.
         dtype: dtype of the queries and keys.
         run: implementation name -> zero-argument call; ``torch`` is the reference.
-        bytes: bytes a call must read and write at least (inputs and outputs once).
+        bytes_moved: bytes a call must read and write at least (inputs and outputs once).
         flops: useful floating-point operations of a call (one pass of the logits).
         tolerance: largest max-abs difference to the reference, relative to the
             reference's largest magnitude, that counts as parity.
@@ -87,7 +87,7 @@ class KernelCase:
     shape: str
     dtype: torch.dtype
     run: dict[str, Callable[[], torch.Tensor]]
-    bytes: int
+    bytes_moved: int
     flops: int
     tolerance: float
 
@@ -103,7 +103,9 @@ def kernel_cases(
     shape: ModelShape, dtype: torch.dtype, device: torch.device, seed: int = 0
 ) -> list[KernelCase]:
     """
-    The four kernel cases at ``shape`` with random inputs on ``device`` (Triton imported here).
+    Make the four kernel cases at ``shape`` with random inputs on ``device``.
+
+    Triton is imported here.
 
     VSB scores the last ``r`` clip queries over ``[init | budget | short-term | clip]``;
     PaR scores the question over the budget's pages with a quarter of them masked (a time
@@ -134,7 +136,7 @@ def kernel_cases(
                 'torch': lambda: vsb_scores(q_obs, k),
                 'triton': lambda: triton_scores.vsb_scores(q_obs, k),
             },
-            bytes=(q_obs.numel() + k.numel()) * elsize + 4 * context,
+            bytes_moved=(q_obs.numel() + k.numel()) * elsize + 4 * context,
             flops=2 * H * r * context * d,
             tolerance=1e-3,
         )
@@ -155,7 +157,7 @@ def kernel_cases(
                 'torch': lambda: page_scores(q_question, pages, allowed),
                 'triton': lambda: triton_scores.page_scores(q_question, pages, allowed),
             },
-            bytes=q_question.numel() * elsize + pages.numel() * 4 + 5 * num_pages,
+            bytes_moved=q_question.numel() * elsize + pages.numel() * 4 + 5 * num_pages,
             flops=2 * H * shape.question_tokens * num_pages * d,
             tolerance=1e-3,
         )
@@ -211,7 +213,9 @@ def kernel_cases(
                 shape.name,
                 dtype,
                 run,
-                bytes=attended * kv_token_bytes + 2 * q.numel() * elsize + 8 * paged.num_tokens,
+                bytes_moved=(
+                    attended * kv_token_bytes + 2 * q.numel() * elsize + 8 * paged.num_tokens
+                ),
                 flops=4 * H * num_queries * attended * d,
                 tolerance=tolerance,
             )

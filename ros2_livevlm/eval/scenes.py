@@ -45,7 +45,7 @@ SCENE_NAMES: tuple[str, ...] = tuple(scene.name for scene in SCENES)
 @lru_cache(maxsize=None)
 def scene_image(name: str) -> np.ndarray:
     """
-    The photo of scene ``name`` as RGB uint8 ``[H, W, 3]`` (read-only, cached).
+    Return the photo of scene ``name`` as RGB uint8 ``[H, W, 3]`` (read-only, cached).
 
     Raises:
         KeyError: ``name`` is not in :data:`SCENE_NAMES`.
@@ -121,7 +121,9 @@ def render(
 
 def dwell(rng: np.random.Generator, num_frames: int, max_zoom: float = 2.0) -> list[View]:
     """
-    A smooth camera path of ``num_frames`` views over one scene: pan, zoom, brightness drift.
+    Draw a smooth camera path of ``num_frames`` views over one scene.
+
+    The path pans, zooms and drifts in brightness.
 
     Start and end views are drawn at random (centre in the middle 60 % of the photo, zoom
     in [1, ``max_zoom``], gain in [0.8, 1.2]); the path interpolates between them.

@@ -1,6 +1,9 @@
 """
-Fixtures of the backend tests. Part A (vision encoder: ONNX, onnxruntime, TensorRT cache) uses the
-``vision_*`` fixtures; add others below (append only)."""
+Fixtures of the backend tests.
+
+Part A (vision encoder: ONNX, onnxruntime, TensorRT cache) uses the ``vision_*`` fixtures;
+add others below (append only).
+"""
 
 from __future__ import annotations
 
@@ -17,18 +20,22 @@ import torch
 
 
 VISION_SPEC = TinySpec(image_size=56, patch_size=8)
-"""7x7 patches: an odd grid like real SigLIP's 27x27, so the 2x2 pooling interpolates (16 tokens per frame)."""
+"""7x7 patches: an odd grid like SigLIP's 27x27, so 2x2 pooling interpolates (16 tokens/frame)."""
 
 
 @pytest.fixture(scope='session')
 def vision_tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random LLaVA-OneVision written with save_pretrained, odd patch grid (:data:`VISION_SPEC`)."""
+    """Write a tiny random LLaVA-OneVision with save_pretrained, odd patch grid (VISION_SPEC)."""
     return make_tiny_checkpoint(tmp_path_factory.mktemp('models') / 'tiny-odd-grid', VISION_SPEC)
 
 
 @pytest.fixture(scope='module')
 def vision_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh package cache (``ROS2_LIVEVLM_CACHE``) for one test module: ONNX exports, fingerprints, engines."""
+    """
+    Point ``ROS2_LIVEVLM_CACHE`` at a fresh package cache for one test module.
+
+    It holds the module's ONNX exports, fingerprints and engines.
+    """
     root = tmp_path_factory.mktemp('cache')
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv('ROS2_LIVEVLM_CACHE', str(root))
@@ -37,12 +44,12 @@ def vision_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope='module')
 def vision_model(vision_tiny_path: Path) -> LlavaOnevision:
-    """The tiny checkpoint loaded in float32 on the CPU."""
+    """Load the tiny checkpoint in float32 on the CPU."""
     return LlavaOnevision.from_pretrained(vision_tiny_path)
 
 
 @pytest.fixture(scope='module')
 def vision_pixels(vision_model: LlavaOnevision) -> torch.Tensor:
-    """Six real photos (scikit-image) preprocessed by the checkpoint's processor, float32 ``[6, 3, 56, 56]``."""
+    """Preprocess six real photos (scikit-image), float32 ``[6, 3, 56, 56]``."""
     frames = [torch.from_numpy(scene_image(name).copy())[None] for name in SCENE_NAMES[:6]]
     return torch.cat([vision_model.preprocess(frame) for frame in frames])

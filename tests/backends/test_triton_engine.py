@@ -8,17 +8,15 @@ same greedy answer as the gathered torch path.
 
 from __future__ import annotations
 
+from dataclasses import replace
 import os
+from pathlib import Path
+import subprocess
+import sys
 
 
-os.environ['TRITON_INTERPRET'] = (
-    '1'  # Triton reads it when the kernels are defined, so before importing them
-)
-
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+# Triton reads it when the kernels are defined, so before importing them
+os.environ['TRITON_INTERPRET'] = '1'
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -37,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random LLaVA-OneVision (16 tokens per frame, 4 query / 2 KV heads) written with save_pretrained."""
+    """Write a tiny random LLaVA-OneVision with save_pretrained (16 tokens/frame, GQA 4:2)."""
     return make_tiny_checkpoint(tmp_path_factory.mktemp('models') / 'tiny')
 
 
@@ -85,8 +83,11 @@ def test_paged_answer_path_with_the_torch_reference_is_the_gathered_path_bitwise
     tiny_path: Path,
 ) -> None:
     """
-    The answer context's page tables and positions are exact: with the torch reference as the
-    paged kernel, answers equal the gathered torch path bit for bit (original positions, time window)."""
+    The answer context's page tables and positions are exact.
+
+    With the torch reference as the paged kernel, answers equal the gathered torch path bit
+    for bit (original positions, time window).
+    """
     engine = StreamingVLM.from_pretrained(
         tiny_path,
         policy='livevlm',

@@ -1,21 +1,20 @@
 """
-The GPU check's kernel sections in ``--smoke`` mode on CPU (Triton's interpreter): files, report, exit code.
+The GPU check's kernel sections in ``--smoke`` mode on CPU: files, report, exit code.
 
-The pipeline and ONNX sections are left to manual smoke runs (about a minute on CPU);
-here the kernel parity and timing paths and the report must keep working.
+Triton runs in its CPU interpreter. The pipeline and ONNX sections are left to manual smoke
+runs (about a minute on CPU); here the kernel parity and timing paths and the report must
+keep working.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 
-os.environ['TRITON_INTERPRET'] = (
-    '1'  # Triton reads it when the kernels are defined, so before importing them
-)
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+# Triton reads it when the kernels are defined, so before importing them
+os.environ['TRITON_INTERPRET'] = '1'
 
 from ros2_livevlm.bench import gpu_check  # noqa: E402
 import torch  # noqa: E402

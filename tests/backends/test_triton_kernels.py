@@ -10,15 +10,13 @@ program runs in numpy.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+import subprocess
+import sys
 
 
-os.environ['TRITON_INTERPRET'] = (
-    '1'  # Triton reads it when the kernels are defined, so before importing them
-)
-
-from pathlib import Path  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+# Triton reads it when the kernels are defined, so before importing them
+os.environ['TRITON_INTERPRET'] = '1'
 
 import pytest  # noqa: E402
 from ros2_livevlm.backends import triton_attention  # noqa: E402
@@ -115,8 +113,11 @@ def paged_case(
     keep: float = 0.7,
 ) -> tuple[torch.Tensor, PagedKV, torch.Tensor, torch.Tensor]:
     """
-    A memory of 203 tokens of which about ``keep`` are attended (runs with gaps), positions
-    like an original-position stream (increasing, with gaps), and a tail of prompt tokens."""
+    Make a paged memory of 203 tokens and a tail of prompt tokens.
+
+    About ``keep`` of the tokens are attended (runs with gaps), with positions like an
+    original-position stream (increasing, with gaps).
+    """
     num_heads, num_kv_heads, head_dim = heads
     torch.manual_seed(seed)
     k = torch.randn(num_kv_heads, 203, head_dim).to(dtype)
@@ -185,8 +186,11 @@ def test_paged_attention_rejects_what_it_cannot_take() -> None:
 
 def test_kernels_compile_for_orin_and_hopper(tmp_path: Path) -> None:
     """
-    Triton's compiler (not the interpreter) builds every kernel for sm_87 (Jetson Orin) and
-    sm_90 (H100/H200) down to a cubin; no GPU needed (tests/backends/triton_aot.py)."""
+    Triton's compiler (not the interpreter) builds every kernel down to a cubin.
+
+    For sm_87 (Jetson Orin) and sm_90 (H100/H200); no GPU needed
+    (tests/backends/triton_aot.py).
+    """
     here = Path(__file__).resolve()
     env = {
         **os.environ,

@@ -53,7 +53,11 @@ def test_fingerprint_follows_file_contents_not_paths(
 def cached_engine(
     vision_cache: Path, vision_tiny_path: Path, tmp_path: Path
 ) -> tuple[Path, EngineKey]:
-    """An engine cache holding one (placeholder) fp16 engine of the tiny checkpoint for TensorRT 10.3 on sm 8.7."""
+    """
+    Make an engine cache holding one (placeholder) engine of the tiny checkpoint.
+
+    fp16, for TensorRT 10.3 on sm 8.7.
+    """
     root = engine_cache_root(str(tmp_path / 'engines'))
     key = EngineKey(
         model_fingerprint(vision_tiny_path),
@@ -139,7 +143,11 @@ def test_engine_cache_dir_must_be_absolute(vision_cache: Path) -> None:
 def test_tensorrt_backend_without_tensorrt_fails_at_configure(
     vision_cache: Path, vision_tiny_path: Path
 ) -> None:
-    """TensorRT is not installed on these machines: the real import fails and the message says what to do."""
+    """
+    Fail at configure time without TensorRT, saying what to do.
+
+    TensorRT is not installed on these machines: the real import fails.
+    """
     with pytest.raises(TensorRTUnavailable, match='pip install tensorrt'):
         import_tensorrt()
     with pytest.raises(TensorRTUnavailable, match='Or set vision_backend to torch or onnxruntime'):
@@ -147,7 +155,7 @@ def test_tensorrt_backend_without_tensorrt_fails_at_configure(
 
 
 def test_no_gpu_is_a_clear_error() -> None:
-    """No CUDA GPU on these machines either: the device check names the cause and the alternatives."""
+    """No CUDA GPU on these machines either: the device check names cause and alternatives."""
     with pytest.raises(
         TensorRTUnavailable, match='torch sees none .*set vision_backend to torch or onnxruntime'
     ):

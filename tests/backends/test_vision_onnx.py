@@ -1,4 +1,4 @@
-"""ONNX export of the vision path and the onnxruntime backend, against the torch reference on real photos."""
+"""ONNX export of the vision path and the onnxruntime backend vs torch, on real photos."""
 
 from __future__ import annotations
 
