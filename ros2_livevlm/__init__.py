@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 ros2_livevlm: a robot's bounded, recallable visual memory (LiveVLM) as a ROS 2 node.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 r"""
 ``livevlm-run``: stream images or a video into the memory and ask it questions, without ROS.
 

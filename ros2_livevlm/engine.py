@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 r"""
 StreamingVLM: frames in as they arrive, questions answered from a bounded KV memory.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 ``build_engines``: compile a checkpoint's vision encoder into the engine cache, once per device.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Where compiled vision encoders live, what they are keyed by, and when one is stale.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 TensorRT vision encoder: build a serialized engine from the ONNX export; run it on CUDA tensors.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 What every Triton kernel wrapper checks before a launch: dtypes, devices, strides.
 

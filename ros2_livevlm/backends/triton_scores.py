@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Triton kernels for the memory's attention-pooled scores: VSB and PaR.
 

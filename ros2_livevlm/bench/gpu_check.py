@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 One prepared check for a CUDA machine: kernel and ONNX parity, kernel speed, the pipeline.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The memory kernels at real model shapes: inputs, torch vs Triton, parity and timing.
 

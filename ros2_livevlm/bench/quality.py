@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Quality benchmark: answer accuracy of every memory policy on streams longer than trained on.
 

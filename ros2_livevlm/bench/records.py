@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The benchmark result record of ``BENCHMARKS.md``, in one place for every benchmark.
 

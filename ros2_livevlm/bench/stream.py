@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Streaming benchmark: memory, TTFT and ingest rate vs frames seen, for every policy, in one run.
 

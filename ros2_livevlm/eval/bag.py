@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Camera rosbags: read and write rosbag2 (MCAP and sqlite3) with ``rosbags`` (pure Python).
 

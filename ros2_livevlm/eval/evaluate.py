@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 r"""
 ``evaluate``: replay a camera bag with timed questions; accuracy, latency and memory per policy.
 

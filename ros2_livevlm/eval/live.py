@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Live replay: the bag played over DDS into the livevlm node, questions asked on ``~/query``.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 A bag player on ``rosbags`` + rclpy: camera messages and ``/clock``, as ``ros2 bag play --clock``.
 

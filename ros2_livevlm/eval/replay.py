@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Offline replay: a bag's camera topic through the engine at bag stamps, questions at their times.
 

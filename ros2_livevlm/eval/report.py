@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The evaluation report: records, a Markdown summary and plots, all policies side by side.
 

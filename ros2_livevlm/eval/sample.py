@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The sample bag: a robot's camera tour over real photos, with timed questions about it.
 

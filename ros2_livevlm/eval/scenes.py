@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Scenes made from the real photos that ship with scikit-image, seen through a moving camera.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Reference attention over a memory context (torch); the oracle for compiled kernels."""
 
 from __future__ import annotations

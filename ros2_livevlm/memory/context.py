@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The two ways the LLM's layers use the memory: writing a clip, and answering.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Position-agnostic page Retrieval, PaR (LiveVLM v2, arXiv 2505.15269v2; spec A.4 step 6).
 

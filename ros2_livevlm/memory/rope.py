@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Rotary position embedding: the one place keys and queries are rotated or un-rotated.
 

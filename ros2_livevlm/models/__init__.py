@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Backbones: HF-format checkpoints from a local directory, driven by our own layer loop."""
 
 from __future__ import annotations

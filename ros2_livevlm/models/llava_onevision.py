@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 LLaVA-OneVision (SigLIP + projector + 2x2 pooling + Qwen2) with our own LLM layer loop.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The reference model: a tiny LLaVA-OneVision trained by the project on real photos.
 

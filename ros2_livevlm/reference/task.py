@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The streaming recall task: real-photo camera streams and one-word questions about them.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Train the reference model: a tiny LLaVA-OneVision that answers streaming recall questions.
 

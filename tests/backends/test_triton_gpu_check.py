@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 The GPU check's kernel sections in ``--smoke`` mode on CPU: files, report, exit code.
 

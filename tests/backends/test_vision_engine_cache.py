@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Engine cache key and configure-time validation, the TensorRT-absent errors and ``build_engines``.
 

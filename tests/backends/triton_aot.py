@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 Compile the Triton kernels for NVIDIA targets with Triton's own compiler, no GPU needed.
 

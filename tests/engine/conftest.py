@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures for the model, memory and engine tests: one tiny real checkpoint per session."""
 
 from __future__ import annotations

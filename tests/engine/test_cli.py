@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """``livevlm-run`` on real photos (a folder and a video) through a real tiny checkpoint."""
 
 from __future__ import annotations

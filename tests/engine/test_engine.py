@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The streaming engine end to end on a real tiny checkpoint: exactness, budgets, invariants."""
 
 from __future__ import annotations

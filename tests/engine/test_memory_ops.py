@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of the memory's building blocks: RoPE, attention, VSB scores and selection, PaR."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The backbone loader and the frame preprocessing, on a real tiny HF checkpoint."""
 
 from __future__ import annotations

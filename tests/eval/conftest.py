@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures for the evaluation tests: short real camera bags from the photo tour, a model cache."""
 
 from __future__ import annotations

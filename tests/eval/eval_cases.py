@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The short camera tour, settings and readers shared by the evaluation tests."""
 
 from __future__ import annotations

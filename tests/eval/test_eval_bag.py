@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Camera bags written with rosbags and read back, in both storage formats."""
 
 from __future__ import annotations

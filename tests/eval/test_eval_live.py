@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """
 ``evaluate --live``: the short tour played over DDS into a started node running on sim time.
 

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """``evaluate`` offline on real camera bags: report, determinism, topic selection, bad input."""
 
 from __future__ import annotations

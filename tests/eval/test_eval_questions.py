@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Question files: the format, its errors (naming line and field) and the scoring rule."""
 
 from __future__ import annotations

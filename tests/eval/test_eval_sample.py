@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The sample tour: deterministic for a seed, and its questions agree with what the bag shows."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures of the reference-model tests: a random model of the reference shape."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The quality benchmark runs every config on the same streams and writes accuracy records."""
 
 from __future__ import annotations

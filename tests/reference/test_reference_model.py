@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The committed reference model, loaded by the normal loader, answers on a real-photo stream."""
 
 from __future__ import annotations

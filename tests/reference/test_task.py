@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The streaming recall task: runs cover the stream, answers and evidence distances are right."""
 
 from __future__ import annotations

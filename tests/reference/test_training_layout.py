@@ -1,3 +1,5 @@
+# Copyright 2026 ros2_livevlm maintainers
+# SPDX-License-Identifier: Apache-2.0
 """The training batches put every question in exactly the layout the engine answers from."""
 
 from __future__ import annotations
