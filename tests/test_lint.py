@@ -1,13 +1,12 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-ament linters on the ROS side of the package: node, launch, packaging and their tests.
+ament linters on the whole package: engine, backends, node, launch, packaging and tests.
 
 flake8 with the ROS configuration (ament_flake8) and pep257 (ament_pep257, ament
 convention; Google-style ``Args:`` sections allowed). ament_copyright and ament_xmllint
 have no PyPI wheels: the copyright check is the header test below and package.xml is
-checked by catkin_pkg's parser (format 3 rules). The engine side of the package follows
-its own style (STYLE.md) and is not linted here.
+checked by catkin_pkg's parser (format 3 rules).
 """
 
 from pathlib import Path
@@ -18,8 +17,7 @@ import sys
 from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
-LINTED = ['ros2_livevlm/ros', 'ros2_livevlm/__init__.py', 'launch', 'tests/ros',
-          'tests/test_lint.py', 'setup.py', 'scripts']
+LINTED = ['ros2_livevlm', 'launch', 'tests', 'setup.py', 'scripts']
 
 
 def _lint(tool: str, *args: str) -> None:
@@ -39,10 +37,11 @@ def test_pep257():
 
 
 def test_copyright_headers():
-    files = [f for path in LINTED for f in sorted((ROOT / path).rglob('*.py'))
-             if f.name != '__init__.py' or f.parent.name == 'ros'] + [ROOT / 'CMakeLists.txt']
+    paths = [ROOT / path for path in LINTED]
+    files = [f for path in paths if path.is_dir() for f in sorted(path.rglob('*.py'))]
+    files += [path for path in paths if path.is_file()] + [ROOT / 'CMakeLists.txt']
     missing = [str(f.relative_to(ROOT)) for f in files
-               if 'SPDX-License-Identifier: Apache-2.0' not in ''.join(f.read_text()[:300])]
+               if 'SPDX-License-Identifier: Apache-2.0' not in f.read_text()[:300]]
     assert not missing, f'files without the Apache-2.0 copyright header: {missing}'
 
 
