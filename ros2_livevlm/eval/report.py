@@ -37,6 +37,7 @@ from ..bench.records import markdown_table
 from ..bench.records import record
 from ..bench.records import write_jsonl
 from ..bench.stream import headline
+from ..models import REFERENCE
 
 PLOTS = ('ttft_vs_frames.png', 'kv_bytes_vs_frames.png', 'accuracy.png')
 STYLES = (('-', 'o'), ('--', 's'), ('-.', '^'), (':', 'D'), ('-', 'v'), ('--', 'x'))
@@ -237,6 +238,14 @@ def summary_markdown(
             'weights, so',
             '> its answers are noise. Time to first token, KV memory and ingest rate are real',
             '> measurements of the memory policies on this machine.',
+            '',
+        ]
+    elif str(ctx.model_path) == REFERENCE:
+        lines += [
+            "> The model is the project's tiny reference model, trained on the twelve photos of",
+            '> this tour and on these question forms: a stand-in for a real LLaVA-OneVision',
+            '> checkpoint. Its accuracy compares the memory policies on this task; it says',
+            '> nothing about the quality of a real model.',
             '',
         ]
     lines += [
