@@ -15,11 +15,15 @@ top-score share 0.5 (``1 - scatter_ratio``), 32 frames per clip.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
 import os
 from pathlib import Path
+import shutil
+import tempfile
 from typing import Any
 
 
@@ -245,6 +249,33 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+@contextmanager
+def staged_directory(target: str | Path) -> Iterator[Path]:
+    """
+    Build a directory beside ``target`` and move it into place only when complete.
+
+    The block writes into a temporary sibling (yielded); when the block ends without an
+    error the sibling replaces ``target``, otherwise it is removed. A reader never sees half
+    a directory; if another process puts ``target`` in place at the same moment, theirs is
+    kept. For generated checkpoints, exported models and sample bags.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
+    try:
+        yield staging
+        staging.chmod(0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another process renamed its copy into place first
+            if not target.exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 __all__ = [
     'POLICIES',
     'MemoryConfig',
@@ -255,4 +286,5 @@ __all__ = [
     'add_arguments',
     'settings_from_args',
     'cache_dir',
+    'staged_directory',
 ]

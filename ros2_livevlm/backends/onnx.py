@@ -40,8 +40,6 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-import shutil
-import tempfile
 
 import onnx
 from onnxscript import opset18 as op
@@ -51,6 +49,7 @@ from .cache import model_fingerprint
 from .cache import onnx_export_dir
 from .cache import ONNX_FILE
 from .cache import precision_of
+from ..config import staged_directory
 from ..models import LlavaOnevision
 
 
@@ -210,16 +209,8 @@ def cached_vision_onnx(model: LlavaOnevision, dtype: torch.dtype) -> Path:
         precision_of(dtype),
         target,
     )
-    staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         export_vision_onnx(model, staging / ONNX_FILE, dtype=dtype)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished the same export first
-            if not (target / ONNX_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target / ONNX_FILE
 
 

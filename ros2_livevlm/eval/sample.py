@@ -35,9 +35,7 @@ from dataclasses import asdict
 from dataclasses import dataclass
 import json
 from pathlib import Path
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 
@@ -46,11 +44,13 @@ from .bag import write_camera_bag
 from .questions import BagTime
 from .questions import Question
 from .questions import write_questions
+from ..config import staged_directory
 from ..reference.task import make_runs
 from ..reference.task import render_run
 from ..reference.task import Run
 from ..reference.task import sample_questions
 from ..reference.train_reference import TrainConfig
+
 
 START_NS = 1_700_000_000 * 1_000_000_000
 """``header.stamp`` (and log time) of the first frame: a fixed epoch, so bags are byte-stable."""
@@ -195,9 +195,7 @@ def make_sample(
     out = Path(out)
     if (out / 'tour.json').is_file() and not force:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         runs = plan_runs(tour)
         write_camera_bag(
             staging / 'bag',
@@ -224,12 +222,6 @@ def make_sample(
             ],
         }
         (staging / 'tour.json').write_text(json.dumps(info, indent=1) + '\n')
-        staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -16,10 +16,9 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from dataclasses import dataclass
 from pathlib import Path
-import shutil
-import tempfile
 
 from .llava_onevision import quiet_hf_progress
+from ..config import staged_directory
 
 
 SPECIAL_TOKENS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<image>', '<video>')
@@ -159,10 +158,7 @@ def save_checkpoint(path: str | Path, model, tokenizer, image_size: int) -> Path
         LlavaOnevisionImageProcessorPil,
     )
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
-    try:
+    with staged_directory(path) as staging:
         with quiet_hf_progress():
             model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
@@ -172,12 +168,7 @@ def save_checkpoint(path: str | Path, model, tokenizer, image_size: int) -> Path
             image_std=[0.5, 0.5, 0.5],
             image_grid_pinpoints=[[image_size, image_size]],
         ).save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return Path(path)
 
 
 def make_tiny_checkpoint(path: str | Path, spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
