@@ -49,10 +49,6 @@ from .models import LlavaOnevision
 from .models import resolve_model_path
 
 
-INIT_TEMPLATE = '<|im_start|>system \n{system_prompt}<|im_end|><|im_start|>user '
-QUESTION_PREFIX = '\n'
-QUESTION_SUFFIX = '<|im_end|><|im_start|>assistant\n'
-
 OnToken = Callable[[int, str], 'bool | None']
 """``on_token(token_id, text_delta)``, called per generated token; return False to stop."""
 
@@ -208,8 +204,7 @@ class StreamingVLM:
 
     def _prefill_init(self) -> None:
         """Prefill the system prompt: the init segment, kept forever (spec A.4 step 0)."""
-        text = INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt)
-        ids = torch.tensor(self.model.tokenize(text), dtype=torch.int64)
+        ids = torch.tensor(self.model.init_ids(self.engine_config.system_prompt))
         writer = ClipPrefill(
             self.memory, self.rope, self.policy, self.memory_config, ids.numel(), self.kernels
         )
@@ -415,20 +410,15 @@ class StreamingVLM:
         self, question: str, max_new_tokens: int, time_window: tuple[float, float] | None
     ) -> tuple[AnswerContext, torch.Tensor]:
         """Retrieve per layer, prefill the answer prompt; return the context and logits ``[V]``."""
-        prefix = self.model.tokenize(QUESTION_PREFIX)
-        body = self.model.tokenize(question.strip())
-        suffix = self.model.tokenize(QUESTION_SUFFIX)
-        ids = torch.tensor(prefix + body + suffix, dtype=torch.int64)
-        hidden = torch.cat(
-            (self.model.image_newline[None], self.model.embed_tokens(ids))
-        )  # [1 + T_p, D]
-        start = 1 + len(prefix)
+        ids, body = self.model.question_ids(question)
+        embeds = self.model.embed_tokens(torch.tensor(ids, dtype=torch.int64))
+        hidden = torch.cat((self.model.image_newline[None], embeds))  # [1 + T_p, D]
         context = AnswerContext(
             self.memory,
             self.rope,
             self.policy,
             self.memory_config,
-            question=slice(start, start + len(body)),
+            question=slice(1 + body.start, 1 + body.stop),  # after the newline embedding
             num_prompt_tokens=hidden.shape[0],
             max_new_tokens=max_new_tokens,
             time_window=time_window,
@@ -453,14 +443,9 @@ class StreamingVLM:
         """
         frames = self._frames_tensor(frames)
         model = self.model
-        init = model.tokenize(INIT_TEMPLATE.format(system_prompt=self.engine_config.system_prompt))
+        init = model.init_ids(self.engine_config.system_prompt)
         video = [model.config.video_token_index] * (frames.shape[0] * model.tokens_per_frame + 1)
-        prompt = (
-            model.tokenize(QUESTION_PREFIX)
-            + model.tokenize(question.strip())
-            + model.tokenize(QUESTION_SUFFIX)
-        )
-        ids = torch.tensor([init + video + prompt], device=model.device)
+        ids = torch.tensor([init + video + model.question_ids(question)[0]], device=model.device)
         return ids, model.preprocess(frames)[None]
 
     def next_token_logits(

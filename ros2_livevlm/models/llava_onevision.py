@@ -27,6 +27,16 @@ import torch
 import torch.nn.functional as F
 
 
+INIT_TEMPLATE = '<|im_start|>system \n{system_prompt}<|im_end|><|im_start|>user '
+QUESTION_PREFIX = '\n'
+QUESTION_SUFFIX = '<|im_end|><|im_start|>assistant\n'
+"""
+LLaVA-OneVision's chat template as ReKV/LiveVLM stream it (spec A.3).
+
+``[INIT_TEMPLATE | video: frames * P tokens, then HF's image_newline | QUESTION_PREFIX,
+question, QUESTION_SUFFIX]``; the answer follows, ended by ``<|im_end|>``.
+"""
+
 REQUIRED_FILES = {
     'config.json': 'the model config (save_pretrained writes it)',
     'preprocessor_config.json': 'the image processor config (frame size, mean, std)',
@@ -256,6 +266,22 @@ class LlavaOnevision:
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` without added BOS/EOS."""
         return self.tokenizer(text, add_special_tokens=False)['input_ids']
+
+    def init_ids(self, system_prompt: str) -> list[int]:
+        """Return the token ids of the init segment (system prompt; :data:`INIT_TEMPLATE`)."""
+        return self.tokenize(INIT_TEMPLATE.format(system_prompt=system_prompt))
+
+    def question_ids(self, question: str) -> tuple[list[int], slice]:
+        """
+        Return the token ids of the answer prompt and the slice of the question's own tokens.
+
+        The prompt is ``QUESTION_PREFIX + question + QUESTION_SUFFIX``, each part tokenized
+        on its own so the question's tokens are known exactly (PaR scores pages with them).
+        """
+        prefix = self.tokenize(QUESTION_PREFIX)
+        body = self.tokenize(question.strip())
+        ids = prefix + body + self.tokenize(QUESTION_SUFFIX)
+        return ids, slice(len(prefix), len(prefix) + len(body))
 
     @torch.inference_mode()
     def embed_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:

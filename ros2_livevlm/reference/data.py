@@ -33,9 +33,6 @@ from .task import make_runs
 from .task import Question
 from .task import render_run
 from .task import sample_questions
-from ..engine import INIT_TEMPLATE
-from ..engine import QUESTION_PREFIX
-from ..engine import QUESTION_SUFFIX
 from ..eval.scenes import SCENE_NAMES
 from ..models import LlavaOnevision
 
@@ -116,9 +113,7 @@ class Packer:
 
     def __init__(self, model: LlavaOnevision, system_prompt: str) -> None:
         self.model = model
-        self.init_ids = model.tokenize(INIT_TEMPLATE.format(system_prompt=system_prompt))
-        self.prefix_ids = model.tokenize(QUESTION_PREFIX)
-        self.suffix_ids = model.tokenize(QUESTION_SUFFIX)
+        self.init_ids = model.init_ids(system_prompt)
         self.end_id = model.tokenizer.convert_tokens_to_ids('<|im_end|>')
         self.pad_id = model.tokenizer.pad_token_id
         self.video_id = model.config.video_token_index
@@ -176,7 +171,7 @@ class Packer:
             after_context = pos[-1] + 1
             for number, question in enumerate(questions, start=1):
                 answer = self.answer_id(question.answer)
-                prompt = self.prefix_ids + self.model.tokenize(question.text) + self.suffix_ids
+                prompt = self.model.question_ids(question.text)[0]
                 body = prompt + [answer, self.end_id]
                 start = len(ids)
                 tgt += [(start + len(prompt) - 1, answer), (start + len(prompt), self.end_id)]

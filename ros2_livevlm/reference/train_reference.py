@@ -44,15 +44,16 @@ from .task import make_episode
 from .task import tokenizer_corpus
 from ..config import cache_dir
 from ..config import EngineConfig
-from ..engine import INIT_TEMPLATE
-from ..engine import QUESTION_PREFIX
-from ..engine import QUESTION_SUFFIX
 from ..engine import StreamingVLM
 from ..models import LlavaOnevision
 from ..models import TinySpec
+from ..models.llava_onevision import INIT_TEMPLATE
+from ..models.llava_onevision import QUESTION_PREFIX
+from ..models.llava_onevision import QUESTION_SUFFIX
 from ..models.tiny import make_tiny_model
 from ..models.tiny import make_tokenizer
 from ..models.tiny import save_checkpoint
+
 
 log = logging.getLogger(__name__)
 
