@@ -47,7 +47,7 @@ import torch
 
 from .records import make_record
 from .records import markdown_table
-from .records import resident_bytes
+from .records import peak_bytes
 from .records import write_jsonl
 from ..engine import StreamingVLM
 from ..models import REFERENCE
@@ -227,7 +227,7 @@ def _record(engine: StreamingVLM, name: str, length: int, tally: Tally) -> dict[
         tpot_s=[],
         ingest_fps=tally.frames / tally.ingest_s,
         tokens_attended=sum(tally.attended) / len(tally.attended),
-        peak_bytes=resident_bytes(),
+        peak_bytes=peak_bytes(engine.engine_config.device),
         accuracy=_mean(tally.correct),
         config=name,
         retrieval_keys=engine.memory_config.retrieval_keys,

@@ -51,13 +51,34 @@ def device_name(device: str) -> str:
     return 'cpu'
 
 
-def resident_bytes() -> int:
-    """Resident set size of this process now, bytes (Linux ``/proc/self/statm``; 0 elsewhere)."""
+def peak_rss_bytes(pid: int | str = 'self') -> int | None:
+    """Peak resident set size (``VmHWM``) of a process, bytes; None where /proc is unavailable."""
     try:
-        pages = int(Path('/proc/self/statm').read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * os.sysconf('SC_PAGE_SIZE')
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak(device: str) -> None:
+    """Restart peak-memory tracking of this process (CUDA allocator, or Linux ``clear_refs``)."""
+    if torch.device(device).type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+        return
+    try:
+        with open(f'/proc/{os.getpid()}/clear_refs', 'w') as f:
+            f.write('5')  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def peak_bytes(device: str) -> int | None:
+    """Peak memory since :func:`reset_peak`: CUDA allocator bytes on a GPU, else peak RSS."""
+    if torch.device(device).type == 'cuda':
+        return int(torch.cuda.max_memory_allocated(torch.device(device)))
+    return peak_rss_bytes()
 
 
 def quantiles(values: Sequence[float]) -> dict[str, float | None]:

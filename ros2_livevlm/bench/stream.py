@@ -29,7 +29,8 @@ import torch
 
 from .records import make_record
 from .records import markdown_table
-from .records import resident_bytes
+from .records import peak_bytes
+from .records import reset_peak
 from .records import write_jsonl
 from ..engine import StreamingVLM
 from ..eval.scenes import dwell
@@ -101,14 +102,14 @@ def stream_policy(
     """Stream ``frames`` through a fresh memory of ``policy``; one record per length."""
     engine = base.new_stream(policy=policy)
     stamps = np.arange(len(frames)) / args.stream_fps
-    records, seen, peak = [], 0, 0
+    records, seen = [], 0
+    reset_peak(args.device)
     for length in lengths:
         start = time.perf_counter()
         engine.ingest(frames[seen:length], stamps[seen:length])
         ingest_fps = (length - seen) / (time.perf_counter() - start)
         seen = length
         samples = measure_answers(engine, QUESTIONS, args.repeats, args.max_new_tokens)
-        peak = max(peak, resident_bytes())
         records.append(
             make_record(
                 engine,
@@ -118,7 +119,7 @@ def stream_policy(
                 tpot_s=samples['tpot'],
                 ingest_fps=ingest_fps,
                 tokens_attended=float(np.mean(samples['attended'])),
-                peak_bytes=peak,
+                peak_bytes=peak_bytes(args.device),
                 rt_factor=ingest_fps / args.stream_fps,
             )
         )
@@ -157,7 +158,7 @@ def offline_record(
         tpot_s=[],
         ingest_fps=None,
         tokens_attended=num_tokens,
-        peak_bytes=resident_bytes(),
+        peak_bytes=peak_bytes(args.device),
     )
     return {
         **record,

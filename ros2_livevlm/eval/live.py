@@ -23,9 +23,6 @@ from dataclasses import dataclass
 import json
 import math
 from pathlib import Path
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -38,14 +35,16 @@ from .player import BagPlayer
 from .questions import Question
 from .replay import answer_result
 from .replay import OnResult
-from .replay import peak_rss_bytes
 from .replay import PolicyRun
 from .replay import QuestionResult
+from ..bench.records import peak_rss_bytes
 from ..config import split_settings
 from ..engine import Answer as EngineAnswer
 from ..models import resolve_model_path
 from ..msg import MemoryState
 from ..ros.client import LiveVLMClient
+from ..ros.process import NodeProcess
+from ..ros.process import NodeProcessError
 from ..ros.worker import CameraFeed
 from ..ros.worker import Frame
 
@@ -95,67 +94,6 @@ class LiveOptions:
     ready_timeout_s: float = 300.0
     answer_timeout_s: float = 300.0
     log_dir: Path = Path('.')
-
-
-class NodeProcess:
-    """
-    The livevlm node in its own process, parameters from a YAML file, output to a log.
-
-    Raises:
-        LiveError: the process could not be started.
-    """
-
-    def __init__(self, name: str, parameters: dict[str, Any], log_path: Path) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        params_path = log_path.with_suffix('.params.yaml')
-        params_path.write_text(
-            json.dumps({'/**': {'ros__parameters': parameters}}, indent=1) + '\n'
-        )  # YAML 1.2 is JSON
-        self._log = open(log_path, 'w')
-        command = [
-            sys.executable,
-            '-m',
-            'ros2_livevlm.ros.node',
-            '--ros-args',
-            '-r',
-            f'__node:={name}',
-        ]
-        try:
-            self.process = subprocess.Popen(
-                [*command, '--params-file', str(params_path)],
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-        except OSError as err:
-            self._log.close()
-            raise LiveError(f'cannot start the node: {err}') from err
-
-    def check_alive(self) -> None:
-        """Raise :class:`LiveError` with the tail of the node's log if it has exited."""
-        if self.process.poll() is not None:
-            tail = ''.join(self.log_path.read_text().splitlines(keepends=True)[-20:])
-            raise LiveError(
-                f'the node exited with code {self.process.returncode}; '
-                f'its log ({self.log_path}):\n{tail}'
-            )
-
-    def peak_rss(self) -> int | None:
-        """Peak resident memory of the node process so far, bytes."""
-        return peak_rss_bytes(self.process.pid)
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGINT, wait (kill after ``timeout_s``); returns the exit code."""
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-            try:
-                return self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                return self.process.wait()
-        finally:
-            self._log.close()
 
 
 def node_parameters(
@@ -499,7 +437,11 @@ def replay_live(
             sample_fps=sample_fps,
             clip_timeout=clip_timeout,
         )
-        node = NodeProcess(options.node_name, params, options.log_dir / f'node-{policy}.log')
+        try:
+            node = NodeProcess(params, options.log_dir / f'node-{policy}.log',
+                               name=options.node_name)
+        except NodeProcessError as err:
+            raise LiveError(str(err)) from err
     check = node.check_alive if node is not None else (lambda: None)
     session = LiveSession(bag, camera, start_ns, sample_fps, options)
     session.progress = progress
@@ -533,9 +475,11 @@ def replay_live(
             'ingest_rate_hz': round(float(state.ingest_rate), 3),
         }
         if node is not None:
-            run.peak_bytes = node.peak_rss()
+            run.peak_bytes = peak_rss_bytes(node.process.pid)
     except TimeoutError as err:
         raise LiveError(f'waiting for the node {options.node_name}: {err}') from err
+    except NodeProcessError as err:
+        raise LiveError(str(err)) from err
     finally:
         session.close()
         if node is not None:

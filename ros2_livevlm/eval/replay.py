@@ -21,13 +21,11 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
-import os
 from pathlib import Path
 import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from .bag import CameraTopic
 from .bag import read_camera
@@ -35,6 +33,8 @@ from .bag import stamp_seconds
 from .questions import is_correct
 from .questions import Question
 from ..bench.records import engine_setup
+from ..bench.records import peak_bytes
+from ..bench.records import reset_peak
 from ..engine import Answer
 from ..engine import StreamingVLM
 from ..ros.image import ImageConversionError
@@ -113,36 +113,6 @@ class PolicyRun:
     ingest_fps: float | None = None
     peak_bytes: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def peak_rss_bytes(pid: int | str = 'self') -> int | None:
-    """Peak resident set size (``VmHWM``) of a process, bytes; None where /proc is unavailable."""
-    try:
-        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def reset_peak(device: str) -> None:
-    """Restart peak-memory tracking of this process (CUDA allocator, or Linux ``clear_refs``)."""
-    if torch.device(device).type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(torch.device(device))
-        return
-    try:
-        with open(f'/proc/{os.getpid()}/clear_refs', 'w') as f:
-            f.write('5')  # resets VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
-        pass
-
-
-def peak_bytes(device: str) -> int | None:
-    """Peak memory since :func:`reset_peak`: CUDA allocator bytes on a GPU, else peak RSS."""
-    if torch.device(device).type == 'cuda':
-        return int(torch.cuda.max_memory_allocated(torch.device(device)))
-    return peak_rss_bytes()
 
 
 def answer_result(

@@ -16,9 +16,9 @@ answered and the node exited cleanly.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
+from pathlib import Path
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -27,6 +27,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from .client import LiveVLMClient
+from .process import NodeProcess
 from .status import to_time
 from ..reference.task import render_run
 
@@ -39,8 +40,8 @@ QUESTIONS = (
     ('Did you see the rocket?', 'yes'),
     ('What are you looking at now?', 'astronaut'),
 )
-NODE_PARAMETERS = ('autostart:=true', 'frames_per_clip:=4', 'budget_tokens:=96',
-                   'observation_tokens:=32', 'max_new_tokens:=8')
+NODE_PARAMETERS = {'autostart': True, 'frames_per_clip': 4, 'budget_tokens': 96,
+                   'observation_tokens': 32, 'max_new_tokens': 8}
 
 
 def tour_messages(start: float = 1000.0) -> list[Image]:
@@ -62,8 +63,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo; returns the process exit code."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(17 + os.getpid() % 80))
-    args = [arg for p in NODE_PARAMETERS for arg in ('-p', p)]
-    node = subprocess.Popen([sys.executable, '-m', 'ros2_livevlm.ros.node', '--ros-args', *args])
+    log = Path(tempfile.mkdtemp(prefix='livevlm_demo.')) / 'node.log'
+    node = NodeProcess(NODE_PARAMETERS, log)
     client = LiveVLMClient()
     try:
         publisher = client.node.create_publisher(Image, '/image', qos_profile_sensor_data)
@@ -96,13 +97,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f'{answer.ttft * 1e3:.1f} ms; {answer.tokens_attended} tokens attended)')
         print(f'demo: {right} of {len(QUESTIONS)} answers right')
     except TimeoutError as err:
-        print(f'demo: failed: {err}', file=sys.stderr)
+        print(f'demo: failed: {err} (node log: {log})', file=sys.stderr)
         return 1
     finally:
         client.close()
-        node.send_signal(signal.SIGINT)
-        code = node.wait(timeout=60)
-    print(f'demo: node exited with code {code}')
+        code = node.stop()
+    print(f'demo: node exited with code {code} (its log: {log})')
     return code
 
 

@@ -29,8 +29,8 @@ SIM_TIME = 5000
 
 @pytest.fixture(scope='module')
 def node(start_node, client):
-    process = start_node(use_sim_time='true', frames_per_clip='2', sample_fps='10.0',
-                         max_new_tokens='4', state_period='0.2')
+    process = start_node(use_sim_time=True, frames_per_clip=2, sample_fps=10.0,
+                         max_new_tokens=4, state_period=0.2)
     assert client.get_state(timeout=60.0) == 'unconfigured'
     return process
 

@@ -31,10 +31,10 @@ from sensor_msgs.msg import Image
 
 CAMERAS = ('image', 'image/compressed', 'cam_b', 'bad')
 PARAMETERS = {
-    'autostart': 'true', 'cameras': '[image,image/compressed,cam_b,bad]',
-    'compressed': '[false,true,false,false]', 'sample_fps': '100.0', 'queue_size': '64',
-    'frames_per_clip': '2', 'budget_tokens': '4000', 'max_new_tokens': '8',
-    'clip_timeout': '0.3', 'state_period': '0.2',
+    'autostart': True, 'cameras': ['image', 'image/compressed', 'cam_b', 'bad'],
+    'compressed': [False, True, False, False], 'sample_fps': 100.0, 'queue_size': 64,
+    'frames_per_clip': 2, 'budget_tokens': 4000, 'max_new_tokens': 8,
+    'clip_timeout': 0.3, 'state_period': 0.2,
 }
 
 
