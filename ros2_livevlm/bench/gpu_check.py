@@ -51,11 +51,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .gpu_report import report
+from ..config import POLICIES
 from ..models import TinySpec
 
 
-POLICIES = ('full', 'recent_frames', 'window', 'vsb', 'livevlm')
-QUESTIONS = ('What did you see first?', 'Was there a cat?', 'What are you looking at now?')
 SECTION_BUDGETS_S = {'parity': 60.0, 'onnx': 60.0, 'kernels': 60.0, 'pipeline': 330.0}
 """Seconds per section on CUDA: with start-up and :data:`GRACE_S` they stay under 10 minutes."""
 GRACE_S = 20.0
@@ -316,6 +316,7 @@ def pipeline_section(run: Run, rows: list) -> None:
     """
     from .records import make_record
     from .stream import measure_answers
+    from .stream import QUESTIONS
     from .stream import offline_record
     from ..config import EngineConfig
     from ..config import MemoryConfig
@@ -409,123 +410,6 @@ def named(record: dict[str, Any], run: Run) -> dict[str, Any]:
     """Name the model in ``record`` (it was built in memory, not loaded from a directory)."""
     name = 'tiny-random' if run.smoke else 'qwen2-0.5b-shaped-random+small-siglip'
     return {**record, 'model': {**record['model'], 'name': name}}
-
-
-# ---- report ---------------------------------------------------------------------------
-
-
-def table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, Callable[[Any], str]]]
-) -> str:
-    """
-    Format ``rows`` as a Markdown table.
-
-    One ``(header, key, format)`` per column; missing keys print ``-``.
-    """
-    lines = ['| ' + ' | '.join(h for h, _, _ in columns) + ' |', '|' + '---|' * len(columns)]
-    for row in rows:
-        cells = ['-' if row.get(key) is None else fmt(row[key]) for _, key, fmt in columns]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
-
-
-def _g(value: Any) -> str:
-    return f'{value:.3g}'
-
-
-def _ms(value: Any) -> str:
-    return f'{value * 1e3:.3f}'
-
-
-def report(
-    environment: dict[str, Any], results: dict[str, list], sections: list[dict[str, Any]]
-) -> str:
-    """Write the Markdown report: environment, section status, and one table per section."""
-    from .records import markdown_table
-
-    section_columns = [
-        ('section', 'section', str),
-        ('status', 'status', str),
-        ('s', 'seconds', '{:.1f}'.format),
-    ]
-    parts = [
-        '## GPU check',
-        '',
-        '```',
-        json.dumps(environment, indent=1),
-        '```',
-        '',
-        table(sections, section_columns),
-    ]
-    parity_columns = [
-        ('kernel', 'kernel', str),
-        ('shape', 'shape', str),
-        ('dtype', 'dtype', str),
-        ('max abs diff', 'max_abs_diff', _g),
-        ('relative', 'relative', _g),
-        ('tolerance', 'tolerance', _g),
-        ('pass', 'pass', str),
-    ]
-    parts += [
-        '',
-        '### Parity: Triton vs torch',
-        '',
-        table(results.get('parity', []), parity_columns),
-    ]
-    onnx_columns = [
-        ('export', 'export_dtype', str),
-        ('providers', 'providers', ','.join),
-        ('frames', 'frames', str),
-    ]
-    onnx_columns += parity_columns[3:]
-    parts += [
-        '',
-        '### Parity: ONNX vision path (onnxruntime) vs torch',
-        '',
-        table(results.get('onnx', []), onnx_columns),
-    ]
-    kernel_columns = [
-        ('kernel', 'kernel', str),
-        ('shape', 'shape', str),
-        ('impl', 'impl', str),
-        ('p50 ms', 'p50_s', _ms),
-        ('p95 ms', 'p95_s', _ms),
-        ('speed-up vs torch', 'speedup_vs_torch', '{:.2f}'.format),
-        ('roofline', 'roofline_fraction', '{:.3f}'.format),
-        ('skipped', 'skipped', str),
-    ]
-    parts += [
-        '',
-        '### Kernels: torch vs Triton',
-        '',
-        table(results.get('kernels', []), kernel_columns),
-    ]
-    records = [r for r in results.get('pipeline', []) if 'ttft_s' in r]
-    labelled = [  # the same policy with torch kernels gets its own label in the tables
-        {**r, 'policy': f'{r["policy"]} ({r["kernels"]} kernels)'}
-        if r.get('kernels') == 'torch'
-        else r
-        for r in records
-    ]
-    parts += ['', '### Pipeline (BENCHMARKS.md records)', '', markdown_table(labelled), '']
-    extra_columns = [
-        ('policy', 'policy', str),
-        ('frames', 'frames', str),
-        ('tpot ms p50', 'tpot_s', lambda t: _ms(t['p50'])),
-        ('decode roofline', 'decode_roofline_fraction', '{:.4f}'.format),
-        ('peak bytes', 'peak_bytes', '{:,}'.format),
-    ]
-    parts += [table([r for r in labelled if r.get('kernels')], extra_columns), '']
-    try:
-        from .stream import headline  # needs pillow (the scene photos); the ratios are optional
-    except ImportError:
-        headline = None
-    if records and headline is not None:
-        parts += headline([r for r in records if r.get('kernels', 'triton') == 'triton'])
-    problems = [r for r in results.get('pipeline', []) if 'ttft_s' not in r]
-    if problems:
-        parts += ['', 'Not measured:', *(f'- {json.dumps(r)}' for r in problems)]
-    return '\n'.join(parts) + '\n'
 
 
 def environment_info(run: Run) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .records import markdown_table
 from .records import peak_bytes
 from .records import reset_peak
 from .records import write_jsonl
+from ..config import POLICIES
 from ..engine import StreamingVLM
 from ..eval.scenes import dwell
 from ..eval.scenes import render
@@ -55,7 +56,6 @@ BENCH_MEMORY = {
 }
 """Memory settings scaled to the tiny model: 16 tokens per frame, so the budget is 64 frames."""
 
-POLICIES = ('full', 'recent_frames', 'window', 'vsb', 'livevlm')
 QUESTIONS = ('What did you see first?', 'Did you see a cat?', 'What are you looking at now?')
 
 
