@@ -401,7 +401,7 @@ def pipeline_section(run: Run, rows: list) -> None:
     # HF generate over every frame at question time, at the shortest length
     if engines and not run.late():
         offline = offline_record(
-            next(iter(engines.values())), frames[: lengths[0]], argparse.Namespace(repeats=1)
+            next(iter(engines.values())), frames[: lengths[0]], repeats=1
         )
         rows.append(named(offline, run))
 

@@ -127,13 +127,11 @@ def stream_policy(
 
 
 @torch.inference_mode()
-def offline_record(
-    base: StreamingVLM, frames: np.ndarray, args: argparse.Namespace
-) -> dict[str, Any]:
+def offline_record(base: StreamingVLM, frames: np.ndarray, repeats: int) -> dict[str, Any]:
     """Time HF ``generate`` over all frames per question (encode + prefill everything again)."""
     model = base.model
     ttft = []
-    for i in range(args.repeats * len(QUESTIONS) + 1):
+    for i in range(repeats * len(QUESTIONS) + 1):
         start = time.perf_counter()
         ids, pixels = base.offline_inputs(frames, QUESTIONS[i % len(QUESTIONS)])
         model.hf.generate(
@@ -158,7 +156,7 @@ def offline_record(
         tpot_s=[],
         ingest_fps=None,
         tokens_attended=num_tokens,
-        peak_bytes=peak_bytes(args.device),
+        peak_bytes=peak_bytes(base.engine_config.device),
     )
     return {
         **record,
@@ -272,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         records += stream_policy(base, policy, frames, lengths, args)
         print(f'  {policy}: {time.perf_counter() - start:.1f} s')
     for length in (n for n in lengths if n <= args.offline_max):
-        records.append(offline_record(base, frames[:length], args))
+        records.append(offline_record(base, frames[:length], args.repeats))
         print(f'  offline re-prefill at {length} frames done')
     print()
     print(markdown_table(records))
