@@ -315,6 +315,8 @@ def pipeline_section(run: Run, rows: list) -> None:
     One record per (policy, kernels, length), shortest first.
     """
     from .records import make_record
+    from .records import peak_bytes
+    from .records import reset_peak
     from .stream import measure_answers
     from .stream import QUESTIONS
     from .stream import offline_record
@@ -360,8 +362,7 @@ def pipeline_section(run: Run, rows: list) -> None:
                 continue
             try:
                 run.sync()
-                if run.device.type == 'cuda':
-                    torch.cuda.reset_peak_memory_stats(run.device)
+                reset_peak(str(run.device))
                 start = time.perf_counter()
                 engine.ingest(frames[seen:length], stamps[seen:length])
                 run.sync()
@@ -390,7 +391,7 @@ def pipeline_section(run: Run, rows: list) -> None:
                 tpot_s=samples['tpot'],
                 ingest_fps=ingest_fps,
                 tokens_attended=attended,
-                peak_bytes=torch.cuda.max_memory_allocated(run.device) if on_gpu else None,
+                peak_bytes=peak_bytes(str(run.device)),
                 kernels=kernels,
                 decode_roofline_fraction=(
                     decode_roofline(engine, tpot, attended, run.peak_bandwidth) if on_gpu else None
