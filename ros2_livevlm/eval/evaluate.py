@@ -79,12 +79,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     data.add_argument(
         '--bag',
         type=Path,
-        help='rosbag2 directory or file, MCAP or sqlite3 (default: the sample tour)',
+        help='rosbag2 directory or file, MCAP or sqlite3, or a sample directory written by '
+        'make_sample_bag (default: the sample tour)',
     )
     data.add_argument(
         '--questions',
         type=Path,
-        help='question file (JSONL); default with the sample tour: its questions',
+        help='question file (JSONL); default with a sample tour: its questions',
     )
     data.add_argument(
         '--topic',
@@ -173,8 +174,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f'--{name.replace("_", "-")} must be > 0')
     if args.repeats < 1 or args.clip_timeout < 0:
         parser.error('--repeats must be >= 1 and --clip-timeout >= 0')
-    if args.bag is not None and args.questions is None:
-        parser.error('--questions is required with --bag (only the sample tour brings its own)')
+    if args.bag is not None and args.questions is None and sample_root(args.bag) is None:
+        parser.error('--questions is required with --bag (only a sample tour brings its own)')
     return args
 
 
@@ -205,18 +206,28 @@ def adopt_attached_node(args: argparse.Namespace) -> None:
         setattr(args, name, values[name])
 
 
+def sample_root(bag: Path) -> Path | None:
+    """The sample tour directory ``bag`` names (it, or the ``bag/`` inside it), else None."""
+    for candidate in (bag, bag.parent):
+        if (candidate / 'tour.json').is_file() and (candidate / 'bag').is_dir():
+            return candidate
+    return None
+
+
 def inputs(args: argparse.Namespace) -> tuple[Path, Path, float]:
     """
     Return the bag, question file and sampling rate.
 
-    Given, or the sample tour's (generated if missing; its tour is printed).
+    Given; or a sample tour's (``--bag`` naming one, or the default one, generated if
+    missing): its bag, its questions unless ``--questions``, its rate unless
+    ``--sample-fps``. The tour is printed.
     """
-    if args.bag is not None:
+    sample = sample_root(args.bag) if args.bag is not None else sample_dir(args.data_dir)
+    if sample is None:
         return args.bag, args.questions, args.sample_fps or NODE_SAMPLE_FPS
-    sample = sample_dir(args.data_dir)
     if not (sample / 'tour.json').is_file():
         print(f'generating the sample tour into {sample} ...', flush=True)
-    make_sample(sample)
+        make_sample(sample)
     tour = read_tour(sample)
     print(
         'sample tour: '

@@ -258,6 +258,7 @@ def summary_markdown(
         f'{ctx.repeats} repeat(s) per question; `range`: evidence older than '
         f'{ctx.long_range_s:g} s is long_range.',
         '',
+        *_budget_note(policy_records),
         '## Policies (timings over all questions; frames and kv at the last question)',
         '',
         markdown_table(policy_records),
@@ -294,6 +295,21 @@ def summary_markdown(
                 + ['']
             )
     return '\n'.join(lines)
+
+
+def _budget_note(policy_records: Sequence[dict[str, Any]]) -> list[str]:
+    """Say so when no bounded policy filled its budget (then they all equal ``full``)."""
+    bounded = [r for r in policy_records if r['memory']['budget_tokens'] is not None]
+    if not bounded or any(r['kv_tokens'] >= r['memory']['budget_tokens'] for r in bounded):
+        return []
+    return [
+        f'> **No memory policy evicted anything:** the long-term budget '
+        f'({bounded[0]["memory"]["budget_tokens"]} tokens) is larger than the whole memory '
+        f'at the last question ({max(r["kv_tokens"] for r in bounded)} tokens),',
+        '> so every policy kept every token and equals `full`. Lower `--budget-tokens` '
+        '(e.g. to a few frames of tokens) to compare them.',
+        '',
+    ]
 
 
 def _plot(runs: Sequence[PolicyRun], ctx: RunContext, out: Path) -> list[Path]:

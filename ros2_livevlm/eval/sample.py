@@ -297,8 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = read_tour(out)
     size = sum(f.stat().st_size for f in (out / 'bag').iterdir())
     print(
-        f'sample: {out} ({size / 2**20:.1f} MiB bag, '
-        f'{info["duration_s"]:.0f} s at {tour.rate_hz:g} Hz)'
+        f'sample: {out}: bag {out / "bag"} ({size / 2**20:.1f} MiB, '
+        f'{info["duration_s"]:.0f} s at {tour.rate_hz:g} Hz), questions '
+        f'{out / "questions.jsonl"}, tour.json (evaluate --bag {out} uses all three)'
     )
     print(
         'tour: '

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import shutil
 
 from eval_cases import EVAL_ARGS
 from eval_cases import read_records
@@ -76,6 +77,7 @@ def test_report(offline_report: Path, short_sample: Path) -> None:
     assert (
         'Accuracy is meaningless here' in summary
         and 'kv_bytes(full) / kv_bytes(livevlm) at 8 frames' in summary
+        and 'No memory policy evicted' not in summary
     )
     for name in ('ttft_vs_frames.png', 'kv_bytes_vs_frames.png', 'accuracy.png'):
         assert (offline_report / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -158,10 +160,37 @@ def test_reference_model_answers_the_sample_questions(short_sample: Path, tmp_pa
     """Ask the tour's questions (the reference model's own wordings) of that model, policy full."""
     out = tmp_path / 'reference'
     code = evaluate.main([
-        '--bag', str(short_sample / 'bag'), '--questions', str(short_sample / 'questions.jsonl'),
-        '--model-path', 'reference', '--policies', 'full', '--out', str(out), *EVAL_ARGS])
+        '--bag', str(short_sample), '--model-path', 'reference', '--policies', 'full',
+        '--out', str(out), *EVAL_ARGS])
     assert code == 0
     records = read_records(out)
     accuracy = sum(r['correct'] for r in records) / len(records)
     assert accuracy >= 0.75, [(r['question'], r['expected'], r['prediction']) for r in records]
     assert 'Accuracy is meaningless' not in (out / 'summary.md').read_text()
+
+
+def test_a_budget_above_the_stream_is_pointed_out(short_sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'report'
+    args = ['--bag', str(short_sample), '--policies', 'vsb', '--out', str(out), *EVAL_ARGS]
+    assert evaluate.main([*args, '--budget-tokens', '4096']) == 0
+    assert 'No memory policy evicted anything' in (out / 'summary.md').read_text()
+
+
+def test_a_sample_directory_brings_its_questions_and_rate(
+    short_sample: Path, tmp_path: Path
+) -> None:
+    """``--bag`` naming a sample (or its ``bag/``) takes its questions and ``sample_fps``."""
+    sample = tmp_path / 'sample'
+    sample.mkdir()
+    (sample / 'bag').symlink_to(short_sample / 'bag')
+    shutil.copy(short_sample / 'questions.jsonl', sample)
+    tour = json.loads((short_sample / 'tour.json').read_text())
+    (sample / 'tour.json').write_text(json.dumps({**tour, 'sample_fps': 0.5}))
+
+    for bag in (sample, sample / 'bag'):
+        args = evaluate.parse_args(['--bag', str(bag)])
+        assert evaluate.inputs(args) == (sample / 'bag', sample / 'questions.jsonl', 0.5)
+    args = evaluate.parse_args(['--bag', str(sample), '--sample-fps', '2'])
+    assert evaluate.inputs(args)[2] == 2.0
+    with pytest.raises(SystemExit):  # a plain bag brings no questions
+        evaluate.parse_args(['--bag', str(tmp_path / 'plain')])
