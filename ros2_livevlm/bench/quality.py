@@ -242,17 +242,22 @@ def _record(engine: StreamingVLM, name: str, length: int, tally: Tally) -> dict[
 
 def main(argv: list[str] | None = None) -> None:
     """Run every config on every length; print the tables; optionally write JSON records."""
-    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m ros2_livevlm.bench.quality',
+                                     description=__doc__.strip().split('\n\n')[0])
     parser.add_argument('--model-path', default=REFERENCE,
                         help='checkpoint (default: the reference model)')
     parser.add_argument('--lengths', default='16,32,64,128',
-                        help='stream lengths in frames, comma separated')
-    parser.add_argument('--streams', type=int, default=16, help='streams per length')
-    parser.add_argument('--questions', type=int, default=10, help='questions per stream')
+                        help='stream lengths in frames, comma separated '
+                        '(default: %(default)s)')
+    parser.add_argument('--streams', type=int, default=16,
+                        help='streams per length (default: %(default)s)')
+    parser.add_argument('--questions', type=int, default=10,
+                        help='questions per stream (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=7,
-                        help='stream seed (the training data is seeded apart)')
+                        help='stream seed; the training data is seeded apart '
+                        '(default: %(default)s)')
     parser.add_argument('--configs', default=','.join(CONFIGS),
-                        help='configs to run, comma separated')
+                        help='configs to run, comma separated (default: all)')
     parser.add_argument('--json', default=None, help='write BENCHMARKS.md records here')
     args = parser.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(',')]

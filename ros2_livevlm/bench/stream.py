@@ -206,6 +206,7 @@ def headline(records: list[dict[str, Any]]) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog='python -m ros2_livevlm.bench.stream',
         description=__doc__.strip().split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -215,30 +216,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='local LLaVA-OneVision directory (default: tiny random bench model)',
     )
     parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
-    parser.add_argument('--dtype', default='auto', help='auto | float32 | float16 | bfloat16')
     parser.add_argument(
-        '--lengths', default='64,128,256,512,1024', help='frames seen at which to measure'
+        '--dtype', default='auto', help='auto | float32 | float16 | bfloat16 (default: auto)'
     )
     parser.add_argument(
-        '--policies', default=','.join(POLICIES), help='comma-separated memory policies'
+        '--lengths',
+        default='64,128,256,512,1024',
+        help='comma-separated frame counts at which to measure (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--policies',
+        default=','.join(POLICIES),
+        help='comma-separated memory policies (default: %(default)s)',
     )
     parser.add_argument(
         '--offline-max',
         type=int,
         default=256,
-        help='longest stream for the offline baseline (frames)',
+        help='longest stream for the offline baseline, frames (default: %(default)s)',
     )
     parser.add_argument(
-        '--repeats', type=int, default=3, help='times each question is asked per length'
+        '--repeats',
+        type=int,
+        default=3,
+        help='times each question is asked per length (default: %(default)s)',
     )
     parser.add_argument(
-        '--max-new-tokens', type=int, default=8, help='answer length limit (tokens)'
+        '--max-new-tokens',
+        type=int,
+        default=8,
+        help='answer length limit, tokens (default: %(default)s)',
     )
     parser.add_argument(
         '--stream-fps',
         type=float,
         default=1.0,
-        help='sampled stream rate for stamps and rt_factor (Hz)',
+        help='sampled stream rate for stamps and rt_factor, Hz (default: %(default)s)',
     )
     parser.add_argument(
         '--json', default=None, help='write the records as JSON lines to this file'
