@@ -220,7 +220,7 @@ def add_arguments(
                 type=type(f.default),
                 choices=f.metadata.get('choices'),
                 default=None,
-                help=f'{docs.get(f.name, "")} (default: {f.default!r})',
+                help=f'{docs.get(f.name, "").replace("``", "`")} (default: {f.default!r})',
             )
 
 

@@ -114,6 +114,33 @@ class MemoryStats:
     vsb_topped_up_tokens: int
 
 
+def check_device(device: str) -> torch.device:
+    """
+    Parse ``device`` and check that this torch build can use it.
+
+    Raises:
+        ValueError: not a torch device string, or a CUDA device that torch cannot see (a
+            CPU-only build, no GPU, an index past the last GPU); the message says what to set.
+    """
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f'device={device!r} is not a torch device (cpu, cuda, cuda:N)') from error
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f'device={device!r}, but torch {torch.__version__} sees no CUDA device (a '
+                'CPU-only build or no GPU); set device: cpu or install a CUDA build of torch'
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f'device={device!r}, but torch sees {torch.cuda.device_count()} CUDA device(s)'
+            )
+    elif parsed.type != 'cpu':
+        raise ValueError(f'device={device!r} is not supported; use cpu or cuda[:N]')
+    return parsed
+
+
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto`` -> bfloat16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
     if dtype == 'auto':
@@ -169,19 +196,23 @@ class StreamingVLM:
         Load a checkpoint and start an empty memory.
 
         Args:
-            model_path: ``"tiny"`` or a local LLaVA-OneVision directory
+            model_path: ``"reference"``, ``"tiny"`` or a local LLaVA-OneVision directory
                 (:func:`~ros2_livevlm.models.resolve_model_path`).
             device: torch device.
             dtype: ``auto``, ``float32``, ``float16`` or ``bfloat16``.
             **settings: any :class:`MemoryConfig` / :class:`EngineConfig` field.
 
         Raises:
-            ValueError: an unknown setting or a bad value (names the field), or a model
-                directory that is missing or incomplete (names what is missing).
+            ValueError: an unknown setting or a bad value (names the field), a device this
+                torch cannot use, or a model directory that is missing or incomplete
+                (names what is missing).
+            RuntimeError: the selected vision backend or kernels cannot run here
+                (the message says what to set instead).
         """
         memory_config, engine_config = split_settings(
             {**settings, 'device': device, 'dtype': dtype}
         )
+        check_device(device)
         model = LlavaOnevision.from_pretrained(
             resolve_model_path(model_path), device=device, dtype=resolve_dtype(dtype, device)
         )

@@ -91,8 +91,10 @@ def check_model_dir(path: str | Path) -> Path:
     """
     root = Path(path).expanduser()
     if not root.is_dir():
+        what = 'is a file, not a directory' if root.exists() else 'does not exist'
         raise ModelDirectoryError(
-            f'model directory {root} does not exist; pass a local Hugging Face directory'
+            f'model directory {root} {what}; pass a local Hugging Face LLaVA-OneVision '
+            "directory, 'reference' (the project's trained tiny model) or 'tiny' (random)"
         )
     missing = [
         f'{name} ({why})' for name, why in REQUIRED_FILES.items() if not (root / name).is_file()
