@@ -32,6 +32,8 @@ from .config import settings_from_args
 from .engine import Answer
 from .engine import MemoryStats
 from .engine import StreamingVLM
+from .models import default_settings
+from .models import default_settings_help
 
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'}
@@ -57,10 +59,20 @@ def image_files(pattern: str) -> list[Path]:
 
 
 def image_frames(files: Sequence[Path], fps: float) -> Iterator[tuple[np.ndarray, float]]:
-    """``(RGB uint8 [H, W, 3], stamp s)`` per image, taken as shot at ``fps`` Hz."""
+    """
+    ``(RGB uint8 [H, W, 3], stamp s)`` per image, taken as shot at ``fps`` Hz.
+
+    An image that cannot be read is skipped with a warning on stderr (its time slot stays
+    empty); the caller sees fewer frames than files.
+    """
     for index, path in enumerate(files):
-        with Image.open(path) as image:
-            yield np.asarray(image.convert('RGB')), index / fps
+        try:
+            with Image.open(path) as image:
+                frame = np.asarray(image.convert('RGB'))
+        except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
+            print(f'livevlm-run: skipping {path}: {error}', file=sys.stderr)
+            continue
+        yield frame, index / fps
 
 
 def video_frames(path: str, fps: float) -> Iterator[tuple[np.ndarray, float]]:
@@ -114,9 +126,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog='livevlm-run',
         description=__doc__.strip().split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=default_settings_help(),
     )
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument('--model-path', help='local Hugging Face LLaVA-OneVision directory')
+    model.add_argument(
+        '--model-path',
+        help="local Hugging Face LLaVA-OneVision directory, 'reference' (the project's tiny "
+        "trained model) or 'tiny' (random weights)",
+    )
     model.add_argument(
         '--tiny', action='store_true', help='a tiny random LLaVA-OneVision (answers are noise)'
     )
@@ -124,7 +141,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source.add_argument('--images', help='a folder of images or a glob pattern (quote it)')
     source.add_argument('--video', help='a video file (decoded with PyAV)')
     parser.add_argument(
-        '--fps', type=float, default=1.0, help='frames sampled per second of stream time (Hz)'
+        '--fps',
+        type=float,
+        default=1.0,
+        help='frames sampled per second of stream time, Hz (default: %(default)s)',
     )
     parser.add_argument(
         '--question', action='append', required=True, help='a question (repeatable)'
@@ -133,15 +153,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.fps <= 0:
         parser.error('--fps must be > 0')
+    if not all(question.strip() for question in args.question):
+        parser.error('--question must not be empty')
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``livevlm-run``; returns the exit code."""
     args = parse_args(argv)
-    settings = settings_from_args(args, MemoryConfig, EngineConfig)
+    model_path = 'tiny' if args.tiny else args.model_path
+    settings = {
+        **default_settings(model_path), **settings_from_args(args, MemoryConfig, EngineConfig)}
     try:
-        engine = StreamingVLM.from_pretrained('tiny' if args.tiny else args.model_path, **settings)
+        engine = StreamingVLM.from_pretrained(model_path, **settings)
+    except (ValueError, RuntimeError) as error:
+        print(f'livevlm-run: error: {error}', file=sys.stderr)
+        return 2
+    try:
         frames = (
             image_frames(image_files(args.images), args.fps)
             if args.images
@@ -160,10 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f'in {time.perf_counter() - start:.2f} s'
     )
     for question in args.question:
-        try:
-            print(format_answer(question, engine.ask(question)))
-        except ValueError as error:
-            print(f'Q: {question!r}\n   error: {error}')
+        print(format_answer(question, engine.ask(question)))
     print(format_stats(engine.memory_config.policy, stats))
     return 0
 

@@ -54,6 +54,8 @@ from ..config import EngineConfig
 from ..config import MemoryConfig
 from ..config import POLICIES
 from ..config import settings_from_args
+from ..models import default_settings
+from ..models import default_settings_help
 from ..models import REFERENCE
 from ..models import resolve_model_path
 from ..models import TINY
@@ -74,6 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog='evaluate',
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=default_settings_help(),
     )
     data = parser.add_argument_group('bag and questions')
     data.add_argument(
@@ -207,7 +210,7 @@ def adopt_attached_node(args: argparse.Namespace) -> None:
 
 
 def sample_root(bag: Path) -> Path | None:
-    """The sample tour directory ``bag`` names (it, or the ``bag/`` inside it), else None."""
+    """Return the sample tour directory ``bag`` names (it, or its ``bag/``), else None."""
     for candidate in (bag, bag.parent):
         if (candidate / 'tour.json').is_file() and (candidate / 'bag').is_dir():
             return candidate
@@ -300,8 +303,11 @@ def run_policies(
     ctx: RunContext,
 ) -> list[PolicyRun]:
     """Replay the bag once per policy, offline or live, printing answers as they come."""
-    settings = settings_from_args(args, MemoryConfig, EngineConfig)
-    settings.setdefault('max_new_tokens', MAX_NEW_TOKENS)
+    settings = {
+        'max_new_tokens': MAX_NEW_TOKENS,
+        **default_settings(args.model_path),
+        **settings_from_args(args, MemoryConfig, EngineConfig),
+    }
     runs = []
     if args.live:
         from .live import LiveOptions

@@ -15,6 +15,7 @@ from .tiny import spec_tag
 from .tiny import TinySpec
 from ..config import cache_dir
 from ..reference import CHECKPOINT_DIR
+from ..reference import MEMORY_SETTINGS
 from ..reference import TRAIN_COMMAND
 
 
@@ -32,6 +33,23 @@ def tiny_checkpoint(spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
     if not (path / 'config.json').is_file():
         make_tiny_checkpoint(path, spec, seed)
     return path
+
+
+def default_settings(model_path: str | Path) -> dict[str, int]:
+    """
+    Memory/engine settings sized for ``model_path`` where the config defaults do not fit it.
+
+    The reference model's (:data:`~ros2_livevlm.reference.MEMORY_SETTINGS`, 16 tokens per
+    frame); none for other models (the config defaults are LiveVLM's, for 196 tokens per
+    frame). Settings given explicitly go on top.
+    """
+    return dict(MEMORY_SETTINGS) if str(model_path) == REFERENCE else {}
+
+
+def default_settings_help() -> str:
+    """One line for a CLI's ``--help``: the defaults that change with the reference model."""
+    options = ', '.join(f'--{k.replace("_", "-")} {v}' for k, v in MEMORY_SETTINGS.items())
+    return f'With --model-path {REFERENCE} the defaults are sized for it: {options}.'
 
 
 def resolve_model_path(model_path: str | Path) -> Path:
@@ -65,6 +83,8 @@ __all__ = [
     'REFERENCE',
     'TINY',
     'check_model_dir',
+    'default_settings',
+    'default_settings_help',
     'make_tiny_checkpoint',
     'resolve_model_path',
     'tiny_checkpoint',

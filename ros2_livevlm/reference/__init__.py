@@ -33,3 +33,13 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent / 'livevlm-reference'
 
 TRAIN_COMMAND = 'python -m ros2_livevlm.reference.train_reference --out ' + str(CHECKPOINT_DIR)
 """The command that regenerates :data:`CHECKPOINT_DIR`."""
+
+MEMORY_SETTINGS = {'frames_per_clip': 8, 'budget_tokens': 192, 'observation_tokens': 32}
+"""
+Memory and engine settings sized for the reference model's 16 tokens per frame, where the
+defaults of ``MemoryConfig``/``EngineConfig`` (LiveVLM's, for 196 tokens per frame) do not
+fit it: a long-term budget of 12 frames, VSB observing the last 2 frames, clips of 8 frames.
+The node's defaults (its ``model_path`` default is the reference model), and ``evaluate``'s
+and ``livevlm-run``'s with ``--model-path reference``
+(:func:`ros2_livevlm.models.default_settings`).
+"""

@@ -86,6 +86,11 @@ class LiveVLMNode(LifecycleNode):
         self._qos_events: dict[str, int] = {}
         if self.get_parameter('autostart').value is True:
             self._autostart_timer = self.create_timer(0.0, self._on_autostart)
+        else:
+            self.get_logger().info(
+                'unconfigured, waiting for the lifecycle transitions (`ros2 lifecycle set '
+                f'{self.get_fully_qualified_name()} configure`, then activate) or restart '
+                'with -p autostart:=true (after any --params-file)')
 
     def _on_autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
@@ -118,6 +123,12 @@ class LiveVLMNode(LifecycleNode):
         except (ValueError, OSError, RuntimeError) as err:
             log.error(f'cannot load model_path={settings.model_path!r}: {err}')
             return TransitionCallbackReturn.FAILURE
+        per_frame = engine.model.tokens_per_frame
+        if settings.memory.policy != 'full' and settings.memory.budget_tokens < 4 * per_frame:
+            log.warning(
+                f'budget_tokens={settings.memory.budget_tokens} holds fewer than 4 frames of '
+                f'this model ({per_frame} tokens per frame); for a real checkpoint apply '
+                'config/llava_onevision.yaml (launch argument model_params_file)')
         names = [camera.name for camera in settings.cameras]
         self._engines = {name: engine if i == 0 else engine.new_stream()
                          for i, name in enumerate(names)}

@@ -27,6 +27,7 @@ from ..config import EngineConfig
 from ..config import field_docs
 from ..config import MemoryConfig
 from ..config import split_settings
+from ..reference import MEMORY_SETTINGS
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
@@ -111,7 +112,10 @@ def _config_parameters() -> dict[str, tuple[Any, str]]:
     for cls in (MemoryConfig, EngineConfig):
         docs = field_docs(cls)
         for field in fields(cls):
-            table[field.name] = (field.default, docs.get(field.name, ''))
+            # sized for the default model_path, the reference model (16 tokens per frame);
+            # config/llava_onevision.yaml sets LiveVLM's values for a real checkpoint
+            default = MEMORY_SETTINGS.get(field.name, field.default)
+            table[field.name] = (default, docs.get(field.name, ''))
     return table
 
 

@@ -105,3 +105,40 @@ def test_bad_inputs_exit_with_a_clear_error(tiny_path: Path, tmp_path: Path, cap
     assert 'does not exist' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['--tiny', '--images', str(tmp_path), '--question', 'x', '--policy', 'lru'])
+    with pytest.raises(SystemExit):
+        main(['--tiny', '--images', str(tmp_path), '--question', ' '])
+
+
+def test_unusable_model_path_and_device_are_named(
+    tiny_path: Path, tmp_path: Path, capsys
+) -> None:
+    readme = tmp_path / 'README.md'
+    readme.write_text('not a model')
+    args = ['--images', str(tmp_path), '--question', 'x']
+    assert main(['--model-path', str(readme), *args]) == 2
+    assert 'is a file, not a directory' in capsys.readouterr().err
+    assert main(['--model-path', str(tiny_path), '--device', 'cuda:99', *args]) == 2
+    assert "device='cuda:99'" in capsys.readouterr().err  # no GPU, or fewer than 100
+
+
+def test_unreadable_image_is_skipped_with_a_warning(
+    tiny_path: Path, photos: np.ndarray, tmp_path: Path, capsys
+) -> None:
+    for index, photo in enumerate(photos[:3]):
+        Image.fromarray(photo).save(tmp_path / f'{index:02d}.png')
+    (tmp_path / '01b.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    args = ['--model-path', str(tiny_path), '--images', str(tmp_path), '--question', 'What?']
+    assert main([*args, '--max-new-tokens', '2']) == 0
+    captured = capsys.readouterr()
+    assert 'ingested 3 frames' in captured.out
+    assert 'skipping' in captured.err and '01b.jpg' in captured.err
+
+
+def test_reference_model_gets_its_sized_defaults(photos: np.ndarray, tmp_path: Path, capsys):
+    for index, photo in enumerate(photos):
+        Image.fromarray(photo).save(tmp_path / f'{index:02d}.png')
+    args = ['--model-path', 'reference', '--images', str(tmp_path), '--question', 'What?']
+    assert main(args) == 0
+    assert '(budget 192)' in capsys.readouterr().out  # ros2_livevlm.reference.MEMORY_SETTINGS
+    assert main([*args, '--budget-tokens', '64']) == 0
+    assert '(budget 64)' in capsys.readouterr().out

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def test_every_config_field_is_declared_with_a_description(make_node):
         descriptor = node.describe_parameter(name)
         assert descriptor.description and descriptor.read_only, name
     settings = read_settings(node)
-    assert settings.memory == MemoryConfig() and settings.engine == EngineConfig()
+    # sized for the default model (ros2_livevlm.reference.MEMORY_SETTINGS)
+    assert settings.memory == replace(MemoryConfig(), budget_tokens=192, observation_tokens=32)
+    assert settings.engine == replace(EngineConfig(), frames_per_clip=8)
     assert [c.name for c in settings.cameras] == ['image'] and not settings.cameras[0].compressed
 
 
@@ -58,6 +61,8 @@ def test_yaml_lists_exactly_the_declared_parameters(make_node):
     assert all(node.has_parameter(name) for name in values)
     memory = MemoryConfig(**{f.name: values[f.name] for f in fields(MemoryConfig)})
     assert read_settings(node).memory == memory  # every value of the file arrives
+    defaults = make_node()  # the file states the declared defaults, no other values
+    assert {name: defaults.get_parameter(name).value for name in values} == values
 
 
 @pytest.mark.parametrize('overrides, named', [
@@ -81,3 +86,10 @@ def test_integer_for_a_float_is_accepted(make_node):
     settings = read_settings(node)
     assert settings.sample_fps == 2.0
     assert [(c.name, c.compressed) for c in settings.cameras] == [('front', True), ('rear', False)]
+
+
+def test_a_budget_of_few_frames_is_warned_about(make_node, capfd):
+    node = make_node(model_path='reference', budget_tokens=48)  # 3 frames of 16 tokens
+    assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
+    assert 'budget_tokens=48 holds fewer than 4 frames' in capfd.readouterr().err
+    node.trigger_cleanup()
