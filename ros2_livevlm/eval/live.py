@@ -143,7 +143,7 @@ def model_fields(model_path: str) -> dict[str, Any]:
 def live_setup(settings: dict[str, Any], policy: str, model_path: str) -> dict[str, Any]:
     """Return the ``device``, ``dtype``, ``model``, ``policy``, ``memory`` of records of a node."""
     from ..bench.records import device_name
-    from ..engine import resolve_dtype
+    from ..models import resolve_dtype
 
     memory, engine = split_settings({**settings, 'policy': policy})
     return {

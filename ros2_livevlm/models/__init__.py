@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .llava_onevision import AttendFn
 from .llava_onevision import check_model_dir
 from .llava_onevision import LlavaOnevision
@@ -75,6 +77,40 @@ def resolve_model_path(model_path: str | Path) -> Path:
     return check_model_dir(model_path)
 
 
+def check_device(device: str) -> torch.device:
+    """
+    Parse ``device`` and check that this torch build can use it.
+
+    Raises:
+        ValueError: not a torch device string, or a CUDA device that torch cannot see (a
+            CPU-only build, no GPU, an index past the last GPU); the message says what to set.
+    """
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f'device={device!r} is not a torch device (cpu, cuda, cuda:N)') from error
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f'device={device!r}, but torch {torch.__version__} sees no CUDA device (a '
+                'CPU-only build or no GPU); set device: cpu or install a CUDA build of torch'
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f'device={device!r}, but torch sees {torch.cuda.device_count()} CUDA device(s)'
+            )
+    elif parsed.type != 'cpu':
+        raise ValueError(f'device={device!r} is not supported; use cpu or cuda[:N]')
+    return parsed
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto`` -> bfloat16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
+    if dtype == 'auto':
+        return torch.bfloat16 if torch.device(device).type == 'cuda' else torch.float32
+    return getattr(torch, dtype)
+
+
 __all__ = [
     'AttendFn',
     'LlavaOnevision',
@@ -82,10 +118,12 @@ __all__ = [
     'TinySpec',
     'REFERENCE',
     'TINY',
+    'check_device',
     'check_model_dir',
     'default_settings',
     'default_settings_help',
     'make_tiny_checkpoint',
+    'resolve_dtype',
     'resolve_model_path',
     'tiny_checkpoint',
 ]
