@@ -314,9 +314,8 @@ def pipeline_section(run: Run, rows: list) -> None:
 
     One record per (policy, kernels, length), shortest first.
     """
-    from .records import make_record
-    from .records import peak_bytes
     from .records import reset_peak
+    from .stream import answers_record
     from .stream import measure_answers
     from .stream import QUESTIONS
     from .stream import offline_record
@@ -383,15 +382,8 @@ def pipeline_section(run: Run, rows: list) -> None:
             tpot = float(np.median(samples['tpot'])) if samples['tpot'] else None
             attended = float(np.mean(samples['attended']))
             on_gpu = run.device.type == 'cuda'
-            record = make_record(
-                engine,
-                frames=length,
-                ttft_s=samples['ttft'],
-                answer_s=samples['answer'],
-                tpot_s=samples['tpot'],
-                ingest_fps=ingest_fps,
-                tokens_attended=attended,
-                peak_bytes=peak_bytes(str(run.device)),
+            record = answers_record(
+                engine, length, samples, ingest_fps, str(run.device),
                 kernels=kernels,
                 decode_roofline_fraction=(
                     decode_roofline(engine, tpot, attended, run.peak_bandwidth) if on_gpu else None

@@ -92,6 +92,28 @@ def measure_answers(
     return samples
 
 
+def answers_record(
+    engine: StreamingVLM,
+    frames: int,
+    samples: dict[str, list[float]],
+    ingest_fps: float,
+    device: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build the record of ``engine`` after ``frames`` frames from :func:`measure_answers`."""
+    return make_record(
+        engine,
+        frames=frames,
+        ttft_s=samples['ttft'],
+        answer_s=samples['answer'],
+        tpot_s=samples['tpot'],
+        ingest_fps=ingest_fps,
+        tokens_attended=float(np.mean(samples['attended'])),
+        peak_bytes=peak_bytes(device),
+        **extra,
+    )
+
+
 def stream_policy(
     base: StreamingVLM,
     policy: str,
@@ -111,15 +133,12 @@ def stream_policy(
         seen = length
         samples = measure_answers(engine, QUESTIONS, args.repeats, args.max_new_tokens)
         records.append(
-            make_record(
+            answers_record(
                 engine,
-                frames=length,
-                ttft_s=samples['ttft'],
-                answer_s=samples['answer'],
-                tpot_s=samples['tpot'],
-                ingest_fps=ingest_fps,
-                tokens_attended=float(np.mean(samples['attended'])),
-                peak_bytes=peak_bytes(args.device),
+                length,
+                samples,
+                ingest_fps,
+                args.device,
                 rt_factor=ingest_fps / args.stream_fps,
             )
         )
