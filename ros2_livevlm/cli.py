@@ -25,6 +25,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from .checkpoints import default_settings
+from .checkpoints import default_settings_help
 from .config import add_arguments
 from .config import EngineConfig
 from .config import MemoryConfig
@@ -32,8 +34,6 @@ from .config import settings_from_args
 from .engine import Answer
 from .engine import MemoryStats
 from .engine import StreamingVLM
-from .models import default_settings
-from .models import default_settings_help
 
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'}

@@ -37,6 +37,7 @@ import torch
 from .backends import make_vision_encoder
 from .backends import memory_kernels
 from .backends import VisionEncoder
+from .checkpoints import resolve_model_path
 from .config import EngineConfig
 from .config import MemoryConfig
 from .config import split_settings
@@ -48,7 +49,6 @@ from .memory import VideoMemory
 from .models import check_device
 from .models import LlavaOnevision
 from .models import resolve_dtype
-from .models import resolve_model_path
 
 
 OnToken = Callable[[int, str], 'bool | None']

@@ -30,11 +30,11 @@ from .cache import EngineCacheError
 from .cache import find_engine
 from .cache import PRECISIONS
 from .cache import store_engine
+from ..checkpoints import resolve_model_path
 from ..config import EngineConfig
 from ..config import field_docs
 from ..models import LlavaOnevision
 from ..models import ModelDirectoryError
-from ..models import resolve_model_path
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

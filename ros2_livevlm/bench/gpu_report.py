@@ -37,6 +37,7 @@ def report(
     environment: dict[str, Any], results: dict[str, list], sections: list[dict[str, Any]]
 ) -> str:
     """Write the Markdown report: environment, section status, and one table per section."""
+    from .records import headline
     from .records import markdown_table
 
     section_columns = [
@@ -112,11 +113,7 @@ def report(
         ('peak bytes', 'peak_bytes', '{:,}'.format),
     ]
     parts += [table([r for r in labelled if r.get('kernels')], extra_columns), '']
-    try:
-        from .stream import headline  # needs pillow (the scene photos); the ratios are optional
-    except ImportError:
-        headline = None
-    if records and headline is not None:
+    if records:
         parts += headline([r for r in records if r.get('kernels', 'triton') == 'triton'])
     problems = [r for r in results.get('pipeline', []) if 'ttft_s' not in r]
     if problems:

@@ -49,8 +49,8 @@ from .records import make_record
 from .records import markdown_table
 from .records import peak_bytes
 from .records import write_jsonl
+from ..checkpoints import REFERENCE
 from ..engine import StreamingVLM
-from ..models import REFERENCE
 from ..reference.task import Episode
 from ..reference.task import FPS
 from ..reference.task import KINDS

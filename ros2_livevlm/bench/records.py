@@ -217,6 +217,43 @@ def markdown_table(records: Iterable[dict[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
+def headline(records: list[dict[str, Any]]) -> list[str]:
+    """Return the ratios BENCHMARKS.md asks for, as printable lines."""
+
+    def find(policy: str, frames: int) -> dict[str, Any] | None:
+        return next((r for r in records if r['policy'] == policy and r['frames'] == frames), None)
+
+    def ttft(record: dict[str, Any]) -> float:
+        return record['ttft_s']['p50']
+
+    lengths = sorted({r['frames'] for r in records if r['policy'] != 'offline'})
+    longest, shortest = lengths[-1], lengths[0]
+    lines = []
+    full, live = find('full', longest), find('livevlm', longest)
+    if full and live:
+        lines.append(
+            f'ttft(full) / ttft(livevlm) at {longest} frames: {ttft(full) / ttft(live):.2f}'
+        )
+        lines.append(
+            f'kv_bytes(full) / kv_bytes(livevlm) at {longest} frames: '
+            f'{full["kv_bytes"] / live["kv_bytes"]:.2f}'
+        )
+    live_short = find('livevlm', shortest)
+    if live and live_short:
+        lines.append(
+            f'ttft(livevlm, {longest}) / ttft(livevlm, {shortest}) (flatness): '
+            f'{ttft(live) / ttft(live_short):.2f}'
+        )
+    for record in (r for r in records if r['policy'] == 'offline'):
+        live_same = find('livevlm', record['frames'])
+        if live_same:
+            lines.append(
+                f'ttft(offline re-prefill) / ttft(livevlm) at {record["frames"]} frames: '
+                f'{ttft(record) / ttft(live_same):.1f}'
+            )
+    return lines
+
+
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write records as JSON lines to ``path`` (parents created); returns the path."""
     path = Path(path)

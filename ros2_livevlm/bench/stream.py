@@ -27,19 +27,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from .records import headline
 from .records import make_record
 from .records import markdown_table
 from .records import peak_bytes
 from .records import reset_peak
 from .records import write_jsonl
+from ..checkpoints import tiny_checkpoint
 from ..config import POLICIES
 from ..engine import StreamingVLM
-from ..eval.scenes import dwell
-from ..eval.scenes import render
-from ..eval.scenes import scene_image
-from ..eval.scenes import SCENE_NAMES
-from ..models import tiny_checkpoint
 from ..models import TinySpec
+from ..reference.scenes import dwell
+from ..reference.scenes import render
+from ..reference.scenes import scene_image
+from ..reference.scenes import SCENE_NAMES
 
 
 BENCH_SPEC = TinySpec(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=512)
@@ -184,43 +185,6 @@ def offline_record(base: StreamingVLM, frames: np.ndarray, repeats: int) -> dict
         'kv_bytes': kv_bytes,
         'memory': None,
     }
-
-
-def headline(records: list[dict[str, Any]]) -> list[str]:
-    """Return the ratios BENCHMARKS.md asks for, as printable lines."""
-
-    def find(policy: str, frames: int) -> dict[str, Any] | None:
-        return next((r for r in records if r['policy'] == policy and r['frames'] == frames), None)
-
-    def ttft(record: dict[str, Any]) -> float:
-        return record['ttft_s']['p50']
-
-    lengths = sorted({r['frames'] for r in records if r['policy'] != 'offline'})
-    longest, shortest = lengths[-1], lengths[0]
-    lines = []
-    full, live = find('full', longest), find('livevlm', longest)
-    if full and live:
-        lines.append(
-            f'ttft(full) / ttft(livevlm) at {longest} frames: {ttft(full) / ttft(live):.2f}'
-        )
-        lines.append(
-            f'kv_bytes(full) / kv_bytes(livevlm) at {longest} frames: '
-            f'{full["kv_bytes"] / live["kv_bytes"]:.2f}'
-        )
-    live_short = find('livevlm', shortest)
-    if live and live_short:
-        lines.append(
-            f'ttft(livevlm, {longest}) / ttft(livevlm, {shortest}) (flatness): '
-            f'{ttft(live) / ttft(live_short):.2f}'
-        )
-    for record in (r for r in records if r['policy'] == 'offline'):
-        live_same = find('livevlm', record['frames'])
-        if live_same:
-            lines.append(
-                f'ttft(offline re-prefill) / ttft(livevlm) at {record["frames"]} frames: '
-                f'{ttft(record) / ttft(live_same):.1f}'
-            )
-    return lines
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

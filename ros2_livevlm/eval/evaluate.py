@@ -49,16 +49,16 @@ from .sample import DEFAULT_DIR
 from .sample import make_sample
 from .sample import read_tour
 from .sample import sample_dir
+from ..checkpoints import default_settings
+from ..checkpoints import default_settings_help
+from ..checkpoints import REFERENCE
+from ..checkpoints import resolve_model_path
+from ..checkpoints import TINY
 from ..config import add_arguments
 from ..config import EngineConfig
 from ..config import MemoryConfig
 from ..config import POLICIES
 from ..config import settings_from_args
-from ..models import default_settings
-from ..models import default_settings_help
-from ..models import REFERENCE
-from ..models import resolve_model_path
-from ..models import TINY
 
 
 MODEL_PATH = REFERENCE

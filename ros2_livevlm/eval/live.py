@@ -38,9 +38,9 @@ from .replay import OnResult
 from .replay import PolicyRun
 from .replay import QuestionResult
 from ..bench.records import peak_rss_bytes
+from ..checkpoints import resolve_model_path
 from ..config import split_settings
 from ..engine import Answer as EngineAnswer
-from ..models import resolve_model_path
 from ..msg import MemoryState
 from ..ros.client import LiveVLMClient
 from ..ros.process import NodeProcess

@@ -33,11 +33,11 @@ import numpy as np
 
 from .replay import PolicyRun
 from .replay import QuestionResult
+from ..bench.records import headline
 from ..bench.records import markdown_table
 from ..bench.records import record
 from ..bench.records import write_jsonl
-from ..bench.stream import headline
-from ..models import REFERENCE
+from ..checkpoints import REFERENCE
 
 PLOTS = ('ttft_vs_frames.png', 'kv_bytes_vs_frames.png', 'accuracy.png')
 STYLES = (('-', 'o'), ('--', 's'), ('-.', '^'), (':', 'D'), ('-', 'v'), ('--', 'x'))

@@ -5,7 +5,7 @@ The sample bag: a robot's camera tour over real photos, with timed questions abo
 
     make_sample_bag [--out DIR] [--seed 0] [--storage mcap|sqlite3] [--compressed]
 
-The tour dwells on the scenes of :mod:`ros2_livevlm.eval.scenes` one after another
+The tour dwells on the scenes of :mod:`ros2_livevlm.reference.scenes` one after another
 (pans, zooms, brightness drift, sensor noise; scene changes are cuts), laid out exactly
 like the reference model's training streams (:mod:`ros2_livevlm.reference.task`): one
 model frame every ``frame_period_s`` seconds, scene runs of the task's length in model

@@ -6,7 +6,7 @@ The reference model: a tiny LLaVA-OneVision trained by the project on real photo
 No real video-LLM weights can be downloaded on the project's machines, so the project
 trains its own stand-in of the same architecture (SigLIP tower, projector, Qwen2 with GQA;
 :data:`~ros2_livevlm.reference.train_reference.REFERENCE_SPEC`) on a streaming recall task
-over the twelve real photos of :mod:`ros2_livevlm.eval.scenes` (:mod:`.task`): "Did you
+over the twelve real photos of :mod:`ros2_livevlm.reference.scenes` (:mod:`.task`): "Did you
 see the cat?", "What did you see first?", "What are you looking at now?". With it,
 answers are right or wrong rather than noise, and memory policies can be compared by
 accuracy (``python -m ros2_livevlm.bench.quality``). It knows only those scenes and those

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .scenes import SCENE_NAMES
 from .task import make_runs
 from .task import Question
 from .task import render_run
 from .task import sample_questions
-from ..eval.scenes import SCENE_NAMES
 from ..models import LlavaOnevision
 
 IGNORE = -100

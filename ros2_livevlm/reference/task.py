@@ -3,8 +3,8 @@
 """
 The streaming recall task: real-photo camera streams and one-word questions about them.
 
-A stream shows the scenes of :mod:`ros2_livevlm.eval.scenes` one after another, each for a
-*run* of frames seen through a moving camera (:func:`~ros2_livevlm.eval.scenes.dwell`:
+A stream shows the scenes of :mod:`ros2_livevlm.reference.scenes` one after another, each for a
+*run* of frames seen through a moving camera (:func:`~ros2_livevlm.reference.scenes.dwell`:
 pan, zoom, brightness drift, plus sensor noise), in random order, some scenes more than
 once, never the same scene twice in a row. Questions are natural language with one-word
 answers (a scene name, ``yes`` or ``no``):
@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..eval.scenes import dwell
-from ..eval.scenes import render
-from ..eval.scenes import scene_image
-from ..eval.scenes import SCENE_NAMES
+from .scenes import dwell
+from .scenes import render
+from .scenes import scene_image
+from .scenes import SCENE_NAMES
 
 FPS = 1.0
 """Frames per second of every stream: frame ``i`` has stamp ``i / FPS`` seconds."""
@@ -204,7 +204,7 @@ def render_run(rng: np.random.Generator, scene: str, num_frames: int,
     """
     Render ``num_frames`` camera frames dwelling on ``scene``: RGB uint8 ``[n, H, W, 3]``.
 
-    A smooth pan/zoom/brightness path (:func:`~ros2_livevlm.eval.scenes.dwell`, zoom up to
+    A smooth pan/zoom/brightness path (:func:`~ros2_livevlm.reference.scenes.dwell`, zoom up to
     :data:`MAX_ZOOM`) at ``size = (H, W)`` pixels, with Gaussian sensor noise of a standard
     deviation drawn in [0, 6] uint8 levels.
     """

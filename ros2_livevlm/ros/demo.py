@@ -4,7 +4,7 @@
 A one-minute demo of the node: a camera tour of real photos, three questions answered.
 
 Starts ``livevlm`` in its own process (autostart) on the reference model, publishes a
-camera dwelling on a few scenes of :mod:`ros2_livevlm.eval.scenes` (real photos from
+camera dwelling on a few scenes of :mod:`ros2_livevlm.reference.scenes` (real photos from
 scikit-image, with pans, zooms and noise) as ``sensor_msgs/Image`` on ``/image`` with
 sensor-data QoS at 1 Hz of camera time, then asks on ``/livevlm/ask`` with the answer
 streamed token by token, and stops the node with SIGINT. The reference model is a tiny

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ros2_livevlm.eval.scenes import scene_image
-from ros2_livevlm.eval.scenes import SCENE_NAMES
 from ros2_livevlm.models import LlavaOnevision
 from ros2_livevlm.models import make_tiny_checkpoint
 from ros2_livevlm.models import TinySpec
+from ros2_livevlm.reference.scenes import scene_image
+from ros2_livevlm.reference.scenes import SCENE_NAMES
 import torch
 
 

@@ -23,11 +23,11 @@ os.environ['TRITON_INTERPRET'] = '1'
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from ros2_livevlm.engine import StreamingVLM  # noqa: E402
-from ros2_livevlm.eval.scenes import scene_image  # noqa: E402
-from ros2_livevlm.eval.scenes import SCENE_NAMES  # noqa: E402
 from ros2_livevlm.memory.attention import paged_attention  # noqa: E402
 from ros2_livevlm.memory.kernels import TORCH_KERNELS  # noqa: E402
 from ros2_livevlm.models import make_tiny_checkpoint  # noqa: E402
+from ros2_livevlm.reference.scenes import scene_image  # noqa: E402
+from ros2_livevlm.reference.scenes import SCENE_NAMES  # noqa: E402
 import torch  # noqa: E402
 
 

@@ -17,9 +17,9 @@ from ros2_livevlm.backends.onnx import onnxruntime_encoder
 from ros2_livevlm.backends.onnx import OnnxVisionEncoder
 from ros2_livevlm.config import EngineConfig
 from ros2_livevlm.engine import StreamingVLM
-from ros2_livevlm.eval.scenes import scene_image
-from ros2_livevlm.eval.scenes import SCENE_NAMES
 from ros2_livevlm.models import LlavaOnevision
+from ros2_livevlm.reference.scenes import scene_image
+from ros2_livevlm.reference.scenes import SCENE_NAMES
 import torch
 
 

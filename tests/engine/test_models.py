@@ -9,10 +9,10 @@ import shutil
 
 import numpy as np
 import pytest
+from ros2_livevlm.checkpoints import resolve_model_path
 from ros2_livevlm.models import check_model_dir
 from ros2_livevlm.models import LlavaOnevision
 from ros2_livevlm.models import ModelDirectoryError
-from ros2_livevlm.models import resolve_model_path
 import torch
 
 

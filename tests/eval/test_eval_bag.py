@@ -14,9 +14,9 @@ from ros2_livevlm.eval.bag import read_camera
 from ros2_livevlm.eval.bag import select_camera
 from ros2_livevlm.eval.bag import stamp_seconds
 from ros2_livevlm.eval.bag import write_camera_bag
-from ros2_livevlm.eval.scenes import render
-from ros2_livevlm.eval.scenes import scene_image
-from ros2_livevlm.eval.scenes import View
+from ros2_livevlm.reference.scenes import render
+from ros2_livevlm.reference.scenes import scene_image
+from ros2_livevlm.reference.scenes import View
 from ros2_livevlm.ros.image import to_rgb
 
 

@@ -13,7 +13,7 @@ from ros2_livevlm.eval.questions import load_questions
 from ros2_livevlm.eval.sample import make_sample
 from ros2_livevlm.eval.sample import read_tour
 from ros2_livevlm.eval.sample import START_NS
-from ros2_livevlm.eval.scenes import SCENE_NAMES
+from ros2_livevlm.reference.scenes import SCENE_NAMES
 from ros2_livevlm.reference.task import TEMPLATES
 
 

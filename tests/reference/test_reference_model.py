@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from ros2_livevlm.checkpoints import REFERENCE
+from ros2_livevlm.checkpoints import resolve_model_path
 from ros2_livevlm.engine import StreamingVLM
-from ros2_livevlm.models import REFERENCE
-from ros2_livevlm.models import resolve_model_path
 from ros2_livevlm.reference import CHECKPOINT_DIR
 from ros2_livevlm.reference.task import ANSWERS
 from ros2_livevlm.reference.task import render_run

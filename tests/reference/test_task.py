@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros2_livevlm.eval.scenes import SCENE_NAMES
+from ros2_livevlm.reference.scenes import SCENE_NAMES
 from ros2_livevlm.reference.task import all_questions
 from ros2_livevlm.reference.task import ANSWERS
 from ros2_livevlm.reference.task import make_episode
