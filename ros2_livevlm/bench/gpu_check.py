@@ -54,6 +54,8 @@ import torch
 from .gpu_report import report
 from ..config import POLICIES
 from ..models import TinySpec
+from ..models.tiny import BENCH_VISION_SPEC
+from ..models.tiny import QWEN2_05B_SPEC
 
 
 SECTION_BUDGETS_S = {'parity': 60.0, 'onnx': 60.0, 'kernels': 60.0, 'pipeline': 330.0}
@@ -61,14 +63,6 @@ SECTION_BUDGETS_S = {'parity': 60.0, 'onnx': 60.0, 'kernels': 60.0, 'pipeline': 
 GRACE_S = 20.0
 """A section still running this long after its budget is interrupted (SIGALRM)."""
 
-VISION_SPEC = TinySpec(
-    image_size=108, patch_size=4, vision_hidden=64, vision_layers=2, vision_heads=2
-)
-"""Small SigLIP: 27x27 patches (an odd grid, like so400m at 384 px), pooled to 196 tokens."""
-QWEN2_05B_SPEC = replace(
-    VISION_SPEC, hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864
-)
-"""Qwen2-0.5B's LLM (head dim 64, GQA group 7) behind :data:`VISION_SPEC`."""
 SMOKE_MEMORY = {'budget_tokens': 96, 'observation_tokens': 32, 'page_size': 8, 'sink_tokens': 8}
 """Memory settings for the tiny smoke model (16 tokens per frame)."""
 
@@ -224,7 +218,7 @@ def onnx_section(run: Run, rows: list) -> None:
     from ..models import LlavaOnevision
     from ..models import make_tiny_checkpoint
 
-    spec = TinySpec(image_size=56, patch_size=8) if run.smoke else VISION_SPEC
+    spec = TinySpec(image_size=56, patch_size=8) if run.smoke else BENCH_VISION_SPEC
     with tempfile.TemporaryDirectory() as tmp:
         model = LlavaOnevision.from_pretrained(
             make_tiny_checkpoint(Path(tmp) / 'model', spec), device=run.device

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from .llava_onevision import quiet_hf_progress
@@ -58,6 +59,21 @@ class TinySpec:
     intermediate: int = 128
     rope_theta: float = 1_000_000.0
     max_positions: int = 32768
+
+
+BENCH_VISION_SPEC = TinySpec(
+    image_size=108, patch_size=4, vision_hidden=64, vision_layers=2, vision_heads=2
+)
+"""Small SigLIP: 27x27 patches (an odd grid, like so400m at 384 px), pooled to 196 tokens."""
+
+QWEN2_05B_SPEC = replace(
+    BENCH_VISION_SPEC, hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864
+)
+"""
+Qwen2-0.5B's LLM shapes (width 896, 24 layers, 14 query / 2 KV heads of 64, MLP 4864)
+behind :data:`BENCH_VISION_SPEC` (196 tokens per frame), with random weights: the benchmark
+checkpoint of the speed measurements (``replace(QWEN2_05B_SPEC, layers=4)`` on CPU).
+"""
 
 
 def make_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512):
