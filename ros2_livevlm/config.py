@@ -27,12 +27,15 @@ import tempfile
 from typing import Any
 
 
-POLICIES = ('full', 'recent_frames', 'window', 'vsb', 'livevlm')
+POLICIES = (
+    'full', 'recent_frames', 'simplestream', 'window', 'vsb', 'livevlm', 'clusterkv', 'rekv'
+)
 """Memory policies, all behind one interface (``ros2_livevlm.memory.policies``)."""
 
 POSITION_MODES = ('compacted', 'original')
 BUCKET_MODES = ('candidate', 'stream')
 RETRIEVAL_KEYS = ('position_agnostic', 'positional')
+RETRIEVALS = ('pages', 'clusters')
 DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
 VISION_BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 KERNELS = ('torch', 'triton')
@@ -71,11 +74,15 @@ class MemoryConfig:
 
     Attributes:
         policy: ``full`` (no eviction), ``recent_frames`` (FIFO of whole frames),
-            ``window`` (attention sinks + most recent tokens, StreamingLLM), ``vsb``
-            (Vision Sink Bucketing, no retrieval) or ``livevlm`` (VSB + PaR).
-        budget_tokens: long-term budget M in tokens, per layer (LiveVLM v2: 12,000).
-            The short-term window and the init (system prompt) tokens come on top.
-            Ignored by ``full``.
+            ``simplestream`` (the last 4 frames only), ``window`` (the newest tokens, the
+            init segment as attention sink: StreamingLLM), ``vsb`` (Vision Sink Bucketing,
+            no retrieval), ``livevlm`` (VSB + retrieval), ``clusterkv`` (every token kept,
+            answers recall key clusters) or ``rekv`` (every frame kept, local-window
+            streaming, answers retrieve frames).
+        budget_tokens: long-term budget M in tokens, per layer (LiveVLM v2: 12,000): kept
+            by the bounded policies; attended by ``clusterkv`` and ``rekv`` (also
+            ``rekv``'s local window). The short-term window and the init (system prompt)
+            tokens come on top. Ignored by ``full`` and ``simplestream``.
         short_term_frames: frames always kept exact at the end of the memory
             (``recent_frames`` in the LiveVLM code: 2).
         observation_tokens: r, the number of last vision queries of a clip whose
@@ -83,17 +90,21 @@ class MemoryConfig:
         top_score_share: R = 1 - scatter_ratio, the share of the budget filled by the
             highest scores regardless of buckets (spec A.4 step 5; 0.5).
         bucket_capacity: B, tokens per bucket (LiveVLM v2: 1, so N = M buckets).
-        bucket_by: ``candidate``: bucket index from the position in the candidate list;
-            ``stream``: from the token's original stream position (spec A.4 step 5,
-            ambiguity 3).
+        bucket_by: ``stream``: bucket index from the token's original stream position, so
+            the budget spreads over the whole video timeline; ``candidate``: from the
+            position in the candidate list (old tokens then survive about half of the
+            time per clip). Spec A.4 step 5, ambiguity 3; ``stream`` measured better.
         page_size: C, tokens per PaR page (LiveVLM v2: 16).
-        retrieval_ratio: share of long-term pages retrieved per layer at answer time
-            (LiveVLM v2 Table 6: 0.4).
-        retrieval_keys: ``position_agnostic`` (PaR: page means of keys without RoPE) or
-            ``positional`` (keys rotated by their original positions; the LiveVLM
-            Table 1 ablation, expected to be worse).
-        sink_tokens: tokens kept at the start of the video by the ``window`` policy
-            (StreamingLLM's attention sinks; the init prompt is always kept as well).
+        retrieval_ratio: share of the long-term segment an answer retrieves per layer with
+            ``livevlm`` (pages, or tokens of clusters; LiveVLM v2 Table 6: 0.4).
+        retrieval: what ``livevlm`` answers retrieve: ``pages`` (PaR, page-mean keys) or
+            ``clusters`` (ClusterKV's key clusters over the VSB-bounded memory).
+        retrieval_keys: ``position_agnostic`` (keys and question queries without RoPE,
+            PaR) or ``positional`` (rotated by their original positions, as a cache of
+            post-RoPE keys holds them: LiveVLM Table 1 ablation; ClusterKV's paper
+            clusters post-RoPE keys). Pages and clusters.
+        cluster_tokens: tokens per key cluster (ClusterKV: C0 = L / 80), clustered per clip
+            as tokens enter the long-term segment.
         positions: ``compacted`` (contiguous RoPE positions over what is attended, the
             ReKV convention) or ``original`` (each token's stream position; spec A.4.8).
     """
@@ -104,11 +115,12 @@ class MemoryConfig:
     observation_tokens: int = 392
     top_score_share: float = 0.5
     bucket_capacity: int = 1
-    bucket_by: str = field(default='candidate', metadata={'choices': BUCKET_MODES})
+    bucket_by: str = field(default='stream', metadata={'choices': BUCKET_MODES})
     page_size: int = 16
     retrieval_ratio: float = 0.4
+    retrieval: str = field(default='pages', metadata={'choices': RETRIEVALS})
     retrieval_keys: str = field(default='position_agnostic', metadata={'choices': RETRIEVAL_KEYS})
-    sink_tokens: int = 16
+    cluster_tokens: int = 80
     positions: str = field(default='compacted', metadata={'choices': POSITION_MODES})
 
     def __post_init__(self) -> None:
@@ -118,14 +130,9 @@ class MemoryConfig:
         _at_least('observation_tokens', self.observation_tokens, 1)
         _at_least('bucket_capacity', self.bucket_capacity, 1)
         _at_least('page_size', self.page_size, 1)
-        _at_least('sink_tokens', self.sink_tokens, 0)
+        _at_least('cluster_tokens', self.cluster_tokens, 1)
         _fraction('top_score_share', self.top_score_share, open_low=False)
         _fraction('retrieval_ratio', self.retrieval_ratio, open_low=True)
-        if self.sink_tokens >= self.budget_tokens:
-            raise ValueError(
-                f'sink_tokens={self.sink_tokens} must be smaller than '
-                f'budget_tokens={self.budget_tokens}'
-            )
 
 
 @dataclass(slots=True)

@@ -142,7 +142,7 @@ class StreamingVLM:
         self.memory_config = memory_config
         self.engine_config = engine_config
         self.rope = Rope(model.inv_freq.to(model.device), model.attention_scaling)
-        self.policy = make_policy(memory_config)
+        self.policy = make_policy(memory_config, model.tokens_per_frame)
         self.encode = vision_encoder or make_vision_encoder(model, engine_config)
         self.kernels = memory_kernels(engine_config)
         self.memory = VideoMemory(
@@ -244,7 +244,7 @@ class StreamingVLM:
             newest_stamp=self._newest_stamp,
             last_encode_s=self._last_encode_s,
             last_prefill_s=self._last_prefill_s,
-            vsb_topped_up_tokens=self.policy.topped_up_tokens,
+            vsb_topped_up_tokens=int(memory.topped_up),
         )
 
     # ---- ingestion ------------------------------------------------------------------
@@ -383,8 +383,21 @@ class StreamingVLM:
             hidden = self.model.layer_forward(layer, hidden, writer.attend)
             yield
         writer.commit(frame_ids.repeat_interleave(per_frame), stamps.repeat_interleave(per_frame))
+        offload = self._offload_device()
+        if offload is not None:
+            self.memory.offload(self.policy.stream_window, offload)
         self._clips_prefilled += 1
         self._last_prefill_s = time.perf_counter() - start
+
+    def _offload_device(self) -> torch.device | None:
+        """
+        Return where K/V beyond the stream window go (None: they stay).
+
+        Host memory for ``rekv`` on a GPU (ReKV's offload).
+        """
+        if self.policy.stream_window is not None and self.model.device.type == 'cuda':
+            return torch.device('cpu')
+        return None
 
     # ---- answering ------------------------------------------------------------------
 

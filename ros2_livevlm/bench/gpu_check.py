@@ -63,7 +63,7 @@ SECTION_BUDGETS_S = {'parity': 60.0, 'onnx': 60.0, 'kernels': 60.0, 'pipeline': 
 GRACE_S = 20.0
 """A section still running this long after its budget is interrupted (SIGALRM)."""
 
-SMOKE_MEMORY = {'budget_tokens': 96, 'observation_tokens': 32, 'page_size': 8, 'sink_tokens': 8}
+SMOKE_MEMORY = {'budget_tokens': 96, 'observation_tokens': 32, 'page_size': 8}
 """Memory settings for the tiny smoke model (16 tokens per frame)."""
 
 

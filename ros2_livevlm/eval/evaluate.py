@@ -4,7 +4,7 @@ r"""
 ``evaluate``: replay a camera bag with timed questions; accuracy, latency and memory per policy.
 
     evaluate --bag BAG --questions Q.jsonl [--topic /camera/image_raw] [--live] \\
-        [--policies full,recent_frames,window,vsb,livevlm] [--out reports/evaluate]
+        [--policies full,recent_frames,window,vsb,livevlm,...] [--out reports/evaluate]
     evaluate --live                      # the sample tour (generated into data/ if missing)
 
 Offline (default) the bag is read with rosbags and fed to the engine in this process at
@@ -114,7 +114,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument(
         '--policies',
         default=','.join(POLICIES),
-        help='comma-separated memory policies (default: all five)',
+        help='comma-separated memory policies (default: every policy)',
     )
     run.add_argument(
         '--model-path',

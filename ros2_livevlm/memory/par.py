@@ -87,19 +87,3 @@ def select_pages(
     num_keep = math.ceil(ratio * candidates.numel())
     best = torch.topk(scores[candidates], num_keep).indices
     return candidates[best].sort().values
-
-
-def page_spans(stamps: torch.Tensor, page_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the first and last stamp of each page ``([P], [P])`` from token stamps ``[n]``."""
-    first = stamps[::page_size]
-    last = stamps[page_size - 1:: page_size]
-    if last.numel() < first.numel():  # a shorter last page ends at the last token
-        last = torch.cat((last, stamps[-1:]))
-    return first, last
-
-
-def page_tokens(pages: torch.Tensor, page_size: int, num_tokens: int) -> torch.Tensor:
-    """Token indices ``[k']`` (ascending) covered by page indices ``[k]`` (ascending)."""
-    offsets = torch.arange(page_size, device=pages.device)
-    tokens = (pages[:, None] * page_size + offsets[None, :]).flatten()
-    return tokens[tokens < num_tokens]

@@ -42,21 +42,24 @@ class Rope:
         self._table: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin [positions, d]
 
     def _compute(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = (
-            positions.float()[:, None] * self.inv_freq.to(positions.device)[None, :]
-        )  # [T, d/2]
-        angles = torch.cat((freqs, freqs), dim=-1)  # [T, d]
+        freqs = positions.float()[..., None] * self.inv_freq.to(positions.device)  # [..., d/2]
+        angles = torch.cat((freqs, freqs), dim=-1)  # [..., d]
         return angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
 
-    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def cos_sin(
+        self, positions: torch.Tensor, limit: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        Return the cos and sin tables ``[T, d]`` (float32) of integer positions ``[T]``.
+        Return the cos and sin tables ``[..., d]`` (float32) of integer positions ``[...]``.
 
         Positions below :attr:`TABLE_POSITIONS` come from a table grown on demand (the
         same float32 values, computed once); larger ones (original positions of a long
-        stream) are computed directly.
+        stream) are computed directly. ``limit``: a bound the caller knows (all positions
+        ``< limit``), so no host synchronisation is needed to size the table; None reads
+        ``positions.max()`` (one synchronisation).
         """
-        limit = int(positions.max()) + 1 if positions.numel() else 0
+        if limit is None:
+            limit = int(positions.max()) + 1 if positions.numel() else 0
         if limit > self.TABLE_POSITIONS:
             return self._compute(positions)
         table = self._table
@@ -65,9 +68,15 @@ class Rope:
             table = self._table = self._compute(torch.arange(size, device=positions.device))
         return table[0][positions], table[1][positions]
 
-    def apply(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Rotate ``x [..., T, d]`` to ``positions [T]``; returns the same shape and dtype."""
-        cos, sin = self.cos_sin(positions)
+    def apply(
+        self, x: torch.Tensor, positions: torch.Tensor, limit: int | None = None
+    ) -> torch.Tensor:
+        """
+        Rotate ``x [..., T, d]`` to ``positions`` ``[T]`` (or ``[..., T]``); same shape and dtype.
+
+        ``limit``: an upper bound of the positions known on the host (:meth:`cos_sin`).
+        """
+        cos, sin = self.cos_sin(positions, limit)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         return x * cos + _rotate_half(x) * sin
 

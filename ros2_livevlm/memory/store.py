@@ -1,7 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-The streaming KV memory of one camera.
+The streaming KV memory of one camera: what is stored.
 
 Per layer ``l`` (``G`` KV heads, head dim ``d``), one contiguous buffer of keys (stored
 *before* RoPE) and values, in three segments::
@@ -17,21 +17,33 @@ Every token carries its original stream position, frame index and camera stamp
 (seconds). Init and short-term tokens are the same in every layer; the long-term segment
 has the same *length* in every layer but, under VSB, different tokens.
 
-Answering reads this memory and never writes it (spec C.9); only :meth:`commit` (a
-finished clip prefill) and :meth:`clear` change it.
+Beside the tokens the memory keeps what its policy's retrieval needs, updated as tokens
+enter the long-term segment: key clusters (:mod:`.clusters`) and per-frame mean keys
+(ReKV). With :meth:`offload`, the oldest long-term tokens' K/V move to another device
+(host memory, ReKV on a GPU); their metadata stays.
+
+Everything that changes while streaming is here, so :meth:`VideoMemory.state` /
+:meth:`VideoMemory.load_state` save and restore the memory of every policy. Answering
+reads this memory and never writes it (spec C.9); only :meth:`commit` (a finished clip
+prefill), :meth:`clear` and :meth:`load_state` change it.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .clusters import cluster_stats
+from .clusters import cosine_kmeans
+from .clusters import drop_empty
+from .clusters import num_new_clusters
 from .policies import Candidates
 from .policies import MemoryPolicy
+from .rope import Rope
 
 
 class VideoMemory:
     """
-    Keys/values ``[L, G, n, d]`` with per-token metadata ``[L, n]``.
+    Keys/values ``[L, G, n, d]`` with per-token metadata ``[L, n]`` and retrieval indexes.
 
     Args:
         num_layers: L.
@@ -39,7 +51,7 @@ class VideoMemory:
         head_dim: d.
         short_term_tokens: W_s, tokens of the short-term window.
         dtype: K/V dtype.
-        device: K/V device (metadata lives beside it).
+        device: K/V device (metadata and indexes live beside it).
     """
 
     def __init__(
@@ -52,15 +64,23 @@ class VideoMemory:
         device: torch.device,
     ) -> None:
         self.short_term_tokens = short_term_tokens
+        self._empty(num_layers, num_kv_heads, head_dim, dtype, device)
+
+    def _empty(self, num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype,
+               device: torch.device) -> None:
         self.k = torch.empty(num_layers, num_kv_heads, 0, head_dim, dtype=dtype, device=device)
         self.v = torch.empty_like(self.k)
-        self.pos = torch.empty(
-            num_layers, 0, dtype=torch.int64, device=device
-        )  # original stream position
+        self.pos = torch.empty(num_layers, 0, dtype=torch.int64, device=device)  # stream pos.
         self.frame = torch.empty_like(self.pos)  # frame index, -1 for init tokens
-        self.stamp = torch.empty(
-            num_layers, 0, dtype=torch.float64, device=device
-        )  # seconds, NaN for init
+        self.stamp = torch.empty(num_layers, 0, dtype=torch.float64, device=device)  # s
+        self.label = torch.empty(num_layers, num_kv_heads, 0, dtype=torch.int64, device=device)
+        self.centroids = torch.empty(num_layers, num_kv_heads, 0, head_dim, device=device)
+        self.cluster_size = torch.empty(num_layers, num_kv_heads, 0, dtype=torch.int64,
+                                        device=device)
+        self.frame_keys = torch.empty(num_layers, num_kv_heads, 0, head_dim, device=device)
+        self.k_offloaded = self.k[:, :, :0]  # oldest long-term K/V moved off the device
+        self.v_offloaded = self.v[:, :, :0]
+        self.topped_up = torch.zeros((), dtype=torch.int64, device=device)
         self.num_init = 0
         self.num_short_term = 0
         self.next_position = 0  # original position of the next video token
@@ -68,9 +88,14 @@ class VideoMemory:
     # ---- sizes ----------------------------------------------------------------------
 
     @property
+    def num_offloaded(self) -> int:
+        """Long-term tokens whose K/V live in :attr:`k_offloaded` (the oldest ones)."""
+        return self.k_offloaded.shape[2]
+
+    @property
     def num_tokens(self) -> int:
-        """n, tokens per layer (all segments)."""
-        return self.k.shape[2]
+        """n, tokens per layer (all segments, offloaded included)."""
+        return self.pos.shape[1]
 
     @property
     def num_long_term(self) -> int:
@@ -88,25 +113,53 @@ class VideoMemory:
 
     @property
     def kv_bytes(self) -> int:
-        """Bytes of K and V resident, all layers."""
-        return 2 * self.k.numel() * self.k.element_size()
+        """Bytes of K and V resident, all layers, offloaded ones included."""
+        return 2 * (self.k.numel() + self.k_offloaded.numel()) * self.k.element_size()
 
     def frames_in_memory(self) -> int:
         """Distinct frames with at least one token in some layer."""
         video = self.frame[:, self.num_init:]
         return int(torch.unique(video).numel())
 
+    def resident(self, tokens: slice) -> slice:
+        """Buffer slice of :attr:`k` holding memory tokens ``tokens`` (none offloaded)."""
+        return slice(tokens.start - self.num_offloaded, tokens.stop - self.num_offloaded)
+
+    def gather(self, layer: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        K/V of memory tokens ``index`` of ``layer``: ``([G, N, d], [G, N, d])``, on the device.
+
+        ``index`` ``[N]`` (or ``[G, N]``) is ascending. Offloaded tokens are copied in from
+        their device (ReKV's recall from host memory); that needs their count on the host,
+        the one synchronisation of an offloaded answer per layer.
+        """
+        k, v = self.k[layer], self.v[layer]
+        if not self.num_offloaded:
+            return _take(k, index), _take(v, index)
+        start, stop = self.num_init, self.num_init + self.num_offloaded
+        host = (index >= start) & (index < stop)
+        buffer = torch.where(index >= stop, index - self.num_offloaded, index)
+        if not bool(host.any()):
+            return _take(k, buffer), _take(v, buffer)
+        picked = (index - start).clamp(0, self.num_offloaded - 1).to(self.k_offloaded.device)
+        k_host = _take(self.k_offloaded[layer], picked).to(k.device, non_blocking=True)
+        v_host = _take(self.v_offloaded[layer], picked).to(k.device, non_blocking=True)
+        mask = host[..., None] if host.ndim == 2 else host[None, :, None]
+        return (torch.where(mask, k_host, _take(k, buffer.clamp(max=k.shape[1] - 1))),
+                torch.where(mask, v_host, _take(v, buffer.clamp(max=k.shape[1] - 1))))
+
     # ---- writes ---------------------------------------------------------------------
 
     def set_init(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the init (system prompt) segment, ``[L, G, n_init, d]``; clears the video."""
-        num_layers, _, num_init, _ = k.shape
+        num_layers, num_kv_heads, num_init, head_dim = k.shape
+        self._empty(num_layers, num_kv_heads, head_dim, k.dtype, k.device)
         self.k, self.v = k.clone(), v.clone()
         self.pos = torch.arange(num_init, device=k.device).expand(num_layers, -1).clone()
         self.frame = torch.full_like(self.pos, -1)
         self.stamp = torch.full(self.pos.shape, float('nan'), dtype=torch.float64, device=k.device)
+        self.label = torch.full((num_layers, num_kv_heads, num_init), -1, device=k.device)
         self.num_init = num_init
-        self.num_short_term = 0
         self.next_position = num_init
 
     def clear(self) -> None:
@@ -122,12 +175,14 @@ class VideoMemory:
         stamps: torch.Tensor,
         scores: torch.Tensor | None,
         policy: MemoryPolicy,
+        rope: Rope,
     ) -> None:
         """
         Append a prefilled clip and bring the long-term segment back within budget.
 
         FIFO (spec A.4 step 3): the clip joins the short-term window; its oldest tokens
-        beyond ``W_s`` become long-term candidates ``[long-term | overflow]``; if they
+        beyond ``W_s`` become long-term candidates ``[long-term | overflow]``; the
+        retrieval indexes take in the overflow (clusters, frame keys); if the candidates
         exceed the budget M the policy chooses which survive, per layer, in time order.
 
         Args:
@@ -135,59 +190,180 @@ class VideoMemory:
             v_new: clip values, ``[L, G, T, d]``.
             frames: frame index of each clip token, ``[T]`` int64.
             stamps: camera stamp of each clip token, ``[T]`` float64 seconds.
-            scores: VSB scores over ``[memory | clip]``, ``[L, n + T]`` float32, or None.
-            policy: decides the long-term budget and the survivors.
+            scores: VSB scores over ``[resident memory | clip]``, ``[L, n + T]`` float32,
+                or None.
+            policy: decides the long-term budget, the survivors and the indexes kept.
+            rope: RoPE, for clusters of keys with positions (``retrieval_keys``).
         """
-        num_layers, _, num_new, _ = k_new.shape
+        num_layers, num_kv_heads, num_new, _ = k_new.shape
+        old_lt = self.num_long_term
         positions = self.next_position + torch.arange(num_new, device=self.pos.device)
-        k = torch.cat((self.k, k_new), dim=2)
-        v = torch.cat((self.v, v_new), dim=2)
-        pos = torch.cat((self.pos, positions.expand(num_layers, -1)), dim=1)
-        frame = torch.cat((self.frame, frames.to(self.frame.device).expand(num_layers, -1)), dim=1)
-        stamp = torch.cat((self.stamp, stamps.to(self.stamp.device).expand(num_layers, -1)), dim=1)
-        total = k.shape[2]
-        num_short_term = min(self.short_term_tokens, self.num_short_term + num_new)
-        cand = slice(self.num_init, total - num_short_term)  # [long-term | overflow]
+        self.k = torch.cat((self.k, k_new), dim=2)
+        self.v = torch.cat((self.v, v_new), dim=2)
+        self.pos = torch.cat((self.pos, positions.expand(num_layers, -1)), dim=1)
+        self.frame = torch.cat((self.frame, frames.to(self.frame.device).expand(num_layers, -1)),
+                               dim=1)
+        self.stamp = torch.cat((self.stamp, stamps.to(self.stamp.device).expand(num_layers, -1)),
+                               dim=1)
+        self.label = torch.cat(
+            (self.label, self.label.new_full((num_layers, num_kv_heads, num_new), -1)), dim=2
+        )
+        self.num_short_term = min(self.short_term_tokens, self.num_short_term + num_new)
+        self.next_position += num_new
+        entering = slice(self.num_init + old_lt, self.num_tokens - self.num_short_term)
+        if entering.stop > entering.start:
+            self._index(entering, policy, rope)
         budget = policy.budget_tokens
-        if budget is not None and cand.stop - cand.start > budget:
-            keep = policy.select(
+        lt = self.long_term
+        if budget is not None and lt.stop - lt.start > budget:
+            keep, topped_up = policy.select(
                 Candidates(
-                    scores=None if scores is None else scores[:, cand],
-                    positions=pos[:, cand],
-                    frames=frame[:, cand],
-                    video_span=(self.num_init, int(positions[-1].item()) + 1),
+                    scores=None if scores is None else scores[:, lt],
+                    positions=self.pos[:, lt],
+                    frames=self.frame[:, lt],
+                    video_span=(self.num_init, self.next_position),
                 )
             )
-            index = torch.cat(
-                (
-                    torch.arange(self.num_init, device=k.device).expand(num_layers, -1),
-                    keep.to(k.device) + self.num_init,
-                    torch.arange(cand.stop, total, device=k.device).expand(num_layers, -1),
-                ),
-                dim=1,
-            )  # [L, n'] token indices to keep, ascending
-            gather = index[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-            k, v = k.gather(2, gather), v.gather(2, gather)
-            pos, frame, stamp = (
-                pos.gather(1, index),
-                frame.gather(1, index),
-                stamp.gather(1, index.to(stamp.device)),
-            )
-        self.k, self.v, self.pos, self.frame, self.stamp = k, v, pos, frame, stamp
-        self.num_short_term = num_short_term
-        self.next_position += num_new
+            if topped_up is not None:
+                self.topped_up = self.topped_up + topped_up  # never in place: see load_state
+            self._keep(keep.to(self.pos.device) + self.num_init)
 
-    # ---- reads ----------------------------------------------------------------------
+    def _index(self, entering: slice, policy: MemoryPolicy, rope: Rope) -> None:
+        """Take the tokens ``entering`` the long-term segment into the retrieval indexes."""
+        if policy.clusters:
+            keys = self.k[:, :, self.resident(entering)]
+            if policy.config.retrieval_keys == 'positional':
+                keys = torch.stack([rope.apply(keys[layer], self.pos[layer, entering])
+                                    for layer in range(keys.shape[0])])
+            num_layers, num_kv_heads, num, dim = keys.shape
+            count = num_new_clusters(num, policy.config.cluster_tokens)
+            centroids, labels = cosine_kmeans(keys.reshape(-1, num, dim), count)
+            self.label[:, :, entering] = labels.view(num_layers, num_kv_heads, num) + (
+                self.centroids.shape[2])
+            self.centroids = torch.cat(
+                (self.centroids, centroids.view(num_layers, num_kv_heads, count, dim)), dim=2)
+            self.cluster_size = torch.cat(
+                (self.cluster_size,
+                 torch.zeros(num_layers, num_kv_heads, count, dtype=torch.int64,
+                             device=self.label.device).scatter_add_(
+                     2, labels.view(num_layers, num_kv_heads, num),
+                     torch.ones_like(labels.view(num_layers, num_kv_heads, num)))),
+                dim=2)
+        if policy.retrieval == 'frames':  # whole frames of P tokens enter (nothing evicted)
+            keys = self.k[:, :, self.resident(entering)]
+            num_layers, num_kv_heads, num, dim = keys.shape
+            per_frame = policy.tokens_per_frame
+            means = keys.float().view(num_layers, num_kv_heads, num // per_frame, per_frame,
+                                      dim).mean(dim=3)
+            self.frame_keys = torch.cat((self.frame_keys, means), dim=2)
+
+    def _keep(self, index: torch.Tensor) -> None:
+        """Keep the long-term tokens ``index`` ``[L, k]`` (memory indices, ascending)."""
+        num_layers = index.shape[0]
+        lt = self.long_term
+        device = self.pos.device
+        index = torch.cat((
+            torch.arange(self.num_init, device=device).expand(num_layers, -1),
+            index,
+            torch.arange(lt.stop, self.num_tokens, device=device).expand(num_layers, -1),
+        ), dim=1)  # [L, n'] token indices to keep, ascending
+        gather = index[:, None, :, None].expand(-1, self.k.shape[1], -1, self.k.shape[3])
+        self.k, self.v = self.k.gather(2, gather), self.v.gather(2, gather)
+        self.pos, self.frame = self.pos.gather(1, index), self.frame.gather(1, index)
+        self.stamp = self.stamp.gather(1, index)
+        self.label = self.label.gather(2, index[:, None].expand(-1, self.label.shape[1], -1))
+        if self.centroids.shape[2]:  # centroids of the survivors, empty clusters dropped
+            lt = self.long_term
+            centroids, sizes = cluster_stats(self.k[:, :, lt], self.label[:, :, lt],
+                                             self.centroids.shape[2])
+            self.label, self.centroids, self.cluster_size = drop_empty(
+                self.label, centroids, sizes)
+
+    def offload(self, keep_resident: int, device: torch.device) -> None:
+        """
+        Move the K/V of all but the newest ``keep_resident`` long-term tokens to ``device``.
+
+        ReKV on a GPU: tokens beyond the local window go to (pinned) host memory, where
+        answers recall the frames they retrieve from (:meth:`gather`).
+        """
+        move = self.num_long_term - keep_resident - self.num_offloaded
+        if move <= 0:
+            return
+        start = self.num_init
+        k_out, v_out = self.k[:, :, start:start + move], self.v[:, :, start:start + move]
+        pin = device.type == 'cpu' and self.k.device.type == 'cuda'
+        k_out, v_out = (x.to(device) for x in (k_out, v_out))
+        if pin:
+            k_out, v_out = k_out.pin_memory(), v_out.pin_memory()
+        self.k_offloaded = torch.cat((self.k_offloaded.to(device), k_out), dim=2)
+        self.v_offloaded = torch.cat((self.v_offloaded.to(device), v_out), dim=2)
+        keep = torch.cat((torch.arange(start, device=self.k.device),
+                          torch.arange(start + move, self.k.shape[2], device=self.k.device)))
+        self.k, self.v = self.k[:, :, keep], self.v[:, :, keep]
+
+    # ---- state ----------------------------------------------------------------------
+
+    STATE_TENSORS = ('k', 'v', 'pos', 'frame', 'stamp', 'label', 'centroids', 'cluster_size',
+                     'frame_keys', 'k_offloaded', 'v_offloaded', 'topped_up')
+    STATE_INTS = ('num_init', 'num_short_term', 'next_position', 'short_term_tokens')
 
     def state(self) -> dict[str, torch.Tensor | int]:
-        """Every tensor and counter of the memory (for snapshots and equality checks)."""
-        return {
-            'k': self.k,
-            'v': self.v,
-            'pos': self.pos,
-            'frame': self.frame,
-            'stamp': self.stamp,
-            'num_init': self.num_init,
-            'num_short_term': self.num_short_term,
-            'next_position': self.next_position,
-        }
+        """
+        Every tensor and counter of the memory, whatever the policy (not copies).
+
+        Tensors: ``k``, ``v`` ``[L, G, n_resident, d]`` (keys before RoPE); ``pos``,
+        ``frame`` ``[L, n]`` int64; ``stamp`` ``[L, n]`` float64 s; ``label``
+        ``[L, G, n]`` int64, ``centroids`` ``[L, G, C, d]`` float32 and ``cluster_size``
+        ``[L, G, C]`` int64 (key clusters, empty without them); ``frame_keys``
+        ``[L, G, F, d]`` float32 (ReKV's per-frame mean keys); ``k_offloaded``,
+        ``v_offloaded`` ``[L, G, n_off, d]`` (on their own device); ``topped_up`` 0-d int64.
+        Ints: ``num_init``, ``num_short_term``, ``next_position``, ``short_term_tokens``.
+        """
+        return {name: getattr(self, name) for name in self.STATE_TENSORS + self.STATE_INTS}
+
+    def load_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        """
+        Restore a :meth:`state`.
+
+        Tensors are taken as they are (moved to this memory's device and dtype where
+        needed, offloaded K/V stay on their device), not copied; the memory never writes
+        into its tensors in place, so the source is left unchanged.
+
+        Raises:
+            ValueError: a missing entry, or tensors whose shapes do not fit this memory
+                (other layers, KV heads or head dim) or each other.
+        """
+        missing = [name for name in self.STATE_TENSORS + self.STATE_INTS if name not in state]
+        if missing:
+            raise ValueError(f'memory state lacks {", ".join(missing)}')
+        device, dtype = self.k.device, self.k.dtype
+        k = state['k']
+        if tuple(k.shape[:2]) + (k.shape[3],) != tuple(self.k.shape[:2]) + (self.k.shape[3],):
+            raise ValueError(
+                f'memory state has K/V of shape {tuple(k.shape)}; this model needs '
+                f'[{self.k.shape[0]}, {self.k.shape[1]}, n, {self.k.shape[3]}]'
+            )
+        num = state['pos'].shape[1]
+        if k.shape[2] + state['k_offloaded'].shape[2] != num or state['label'].shape[2] != num:
+            raise ValueError('memory state is inconsistent: K/V, metadata and labels differ in '
+                             'token count')
+        for name in self.STATE_TENSORS:
+            value = state[name]
+            if name in ('k', 'v'):
+                value = value.to(device, dtype)
+            elif name in ('k_offloaded', 'v_offloaded'):
+                value = value.to(dtype=dtype)  # stays on its device (host memory)
+            else:
+                value = value.to(device)
+            setattr(self, name, value)
+        for name in self.STATE_INTS:
+            setattr(self, name, int(state[name]))
+
+
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [G, n, d]`` at ``index [N]`` (all heads) or ``[G', N]`` (per head, G' >= G)."""
+    if index.ndim == 1:
+        return x[:, index]
+    group = index.shape[0] // x.shape[0]
+    return x.repeat_interleave(group, dim=0).gather(
+        1, index[..., None].expand(-1, -1, x.shape[2]))

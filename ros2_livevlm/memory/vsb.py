@@ -68,49 +68,57 @@ def bucket_ids(positions: torch.Tensor, num_buckets: int, span: tuple[int, int])
 
 def bucketed_select(
     scores: torch.Tensor, buckets: torch.Tensor, budget: int, top_share: float, capacity: int
-) -> tuple[torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    Keep exactly ``budget`` candidates: saliency first, then bucket coverage (spec A.4 step 5).
+    Keep exactly ``budget`` candidates per row: saliency, then bucket coverage (spec A.4 step 5).
 
     Phase 1 keeps the ``floor(top_share * budget)`` highest scores regardless of bucket
     capacity (ambiguity 1: the reading under which the top-score share is a real knob;
     with ``capacity=1`` the other reading collapses both phases into one). Phase 2 goes on
-    by descending score, keeping a token only while its bucket has room. Phase 2 equals
-    the greedy loop of the spec: in each bucket the best ``capacity - occupancy`` remaining
-    tokens qualify, and the best of those qualify first overall.
-    Overfull buckets from phase 1 can leave phase 2 short of the budget (ambiguity 2): we
-    top up with the best remaining scores, ignoring capacity, so the budget is always met
-    exactly; the number of tokens topped up is returned so callers can log it.
+    by descending score, keeping a token only while its bucket has room: in each bucket
+    the best ``capacity - occupancy`` remaining tokens qualify, and the best of those
+    qualify first overall (the greedy loop of the spec). Overfull buckets from phase 1 can
+    leave phase 2 short of the budget (ambiguity 2): we top up with the best remaining
+    scores, ignoring capacity, so the budget is always met exactly; the tokens topped up
+    are counted so callers can log it.
+
+    All three phases are one ranking: every candidate gets a key (phase 1 first, then
+    the qualifying phase 2 tokens by score, then the rest by score) and the ``budget``
+    smallest keys are kept. Rows (layers) are independent and computed at once, with no
+    host synchronisation.
 
     Args:
-        scores: ``[n]`` float32 importance of each candidate (``n > budget``).
-        buckets: ``[n]`` int64 bucket of each candidate (:func:`bucket_ids`).
-        budget: M, tokens to keep.
+        scores: ``[L, n]`` float32 importance of each candidate (``n > budget``).
+        buckets: ``[L, n]`` int64 bucket of each candidate (:func:`bucket_ids`), ``< n``.
+        budget: M, tokens to keep per row.
         top_share: R in [0, 1].
         capacity: B, tokens per bucket.
 
     Returns:
-        ``(keep, topped_up)``: ``keep`` ``[budget]`` int64 candidate indices in ascending
-        (temporal) order; ``topped_up`` the tokens added by the top-up.
+        ``(keep, topped_up)``: ``keep`` ``[L, budget]`` int64 candidate indices in ascending
+        (temporal) order per row; ``topped_up`` a 0-d int64 tensor, the tokens added by the
+        top-up over all rows.
     """
-    num = scores.numel()
-    order = torch.argsort(scores, descending=True, stable=True)
+    rows, num = scores.shape
+    device = scores.device
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)  # [L, n]
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(num, device=device).expand(rows, -1)
+    )  # [L, n] 0 = best score
     num_top = int(top_share * budget)
-    kept = torch.zeros(num, dtype=torch.bool, device=scores.device)
-    kept[order[:num_top]] = True
-    num_buckets = int(buckets.max().item()) + 1 if num else 0
-    occupancy = torch.bincount(buckets[kept], minlength=num_buckets)
-    # Phase 2: rank each remaining token within its bucket by descending score.
-    rest = order[num_top:]
-    by_bucket = rest[torch.argsort(buckets[rest], stable=True)]  # bucket-major, score-desc within
-    bucket_of = buckets[by_bucket]
-    first = torch.searchsorted(bucket_of, bucket_of, side='left')
-    rank = torch.arange(by_bucket.numel(), device=scores.device) - first
-    eligible = by_bucket[rank < (capacity - occupancy[bucket_of])]
-    eligible = eligible[torch.argsort(scores[eligible], descending=True, stable=True)]
-    kept[eligible[: budget - num_top]] = True
-    topped_up = budget - int(kept.sum().item())
-    if topped_up > 0:
-        remaining = order[~kept[order]]
-        kept[remaining[:topped_up]] = True
-    return kept.nonzero().squeeze(1), topped_up
+    top = rank < num_top
+    occupancy = torch.zeros(rows, num, dtype=torch.int64, device=device).scatter_add_(
+        1, buckets, top.long()
+    )  # [L, buckets]
+    # Phase 2: the rank of each remaining token inside its bucket, by descending score.
+    key = torch.where(top, num * num, buckets * num + rank)  # bucket-major, score within
+    by_bucket = torch.argsort(key, dim=1)  # [L, n]
+    bucket_sorted = key.gather(1, by_bucket) // num
+    first = torch.searchsorted(bucket_sorted, bucket_sorted, side='left')
+    within = torch.arange(num, device=device) - first  # [L, n] rank inside its bucket
+    room = capacity - occupancy.gather(1, bucket_sorted.clamp(max=num - 1))
+    qualifies = torch.zeros_like(top).scatter_(1, by_bucket, within < room) & ~top
+    final = torch.where(top, rank - num, torch.where(qualifies, rank, rank + num))
+    keep = torch.topk(final, budget, dim=1, largest=False).indices
+    topped_up = (final.gather(1, keep) >= num).sum()
+    return keep.sort(dim=1).values, topped_up

@@ -75,8 +75,17 @@ def test_retrieval_ratio_one_equals_no_retrieval(tiny_path: Path, stream) -> Non
     )
 
 
-@pytest.mark.parametrize('policy', ['recent_frames', 'window', 'vsb', 'livevlm'])
-def test_budget_holds_and_tokens_stay_in_time_order(tiny_path: Path, stream, policy: str) -> None:
+@pytest.mark.parametrize(
+    'policy, settings',
+    [('recent_frames', {}), ('simplestream', {}), ('window', {}), ('vsb', {}),
+     ('vsb', {'bucket_by': 'candidate'}), ('livevlm', {}),
+     ('livevlm', {'retrieval': 'clusters', 'cluster_tokens': 12})],
+    ids=['recent_frames', 'simplestream', 'window', 'vsb-stream', 'vsb-candidate', 'livevlm',
+         'livevlm-clusters'],
+)
+def test_budget_holds_and_tokens_stay_in_time_order(
+    tiny_path: Path, stream, policy: str, settings: dict
+) -> None:
     engine = StreamingVLM.from_pretrained(
         tiny_path,
         policy=policy,
@@ -85,21 +94,31 @@ def test_budget_holds_and_tokens_stay_in_time_order(tiny_path: Path, stream, pol
         short_term_frames=2,
         observation_tokens=16,
         page_size=8,
-        sink_tokens=8,
+        **settings,
     )
+    budget = 32 if policy == 'simplestream' else 100  # SimpleStream: 4 frames in all
     for clip in range(12):
         engine.ingest(stream(3, seed=clip), [clip + 0.1 * i for i in range(3)])
         stats = engine.stats()
-        assert stats.tokens_long_term <= 100
+        assert stats.tokens_long_term <= budget == stats.budget_tokens
         assert stats.tokens_short_term == min(32, 48 * (clip + 1))
         memory = engine.memory
         assert bool((memory.pos[:, 1:] > memory.pos[:, :-1]).all())  # time order, every layer
         assert bool(
             (memory.stamp[:, memory.num_init + 1:] >= memory.stamp[:, memory.num_init:-1]).all()
         )
-    if policy in ('vsb', 'livevlm', 'window'):
-        assert engine.stats().tokens_long_term == 100  # exact budget
+    if policy in ('vsb', 'livevlm', 'window', 'simplestream'):
+        assert engine.stats().tokens_long_term == budget  # exact budget
     assert engine.stats().frames_ingested == 36
+    if settings.get('retrieval') == 'clusters':  # every long-term token in a live cluster
+        memory = engine.memory
+        labels = memory.label[:, :, memory.long_term]
+        assert bool((labels >= 0).all())
+        assert int((memory.cluster_size > 0).sum(dim=2).max()) == memory.cluster_size.shape[2]
+        sizes = torch.zeros_like(memory.cluster_size).scatter_add_(
+            2, labels, torch.ones_like(labels)
+        )
+        assert torch.equal(sizes, memory.cluster_size)
 
 
 def test_ask_leaves_memory_bitwise_identical(tiny_path: Path, stream) -> None:

@@ -8,10 +8,12 @@ import math
 
 import pytest
 from ros2_livevlm.memory.attention import attention
+from ros2_livevlm.memory.clusters import cluster_stats
+from ros2_livevlm.memory.clusters import cosine_kmeans
+from ros2_livevlm.memory.clusters import drop_empty
+from ros2_livevlm.memory.clusters import select_clusters
 from ros2_livevlm.memory.par import page_keys
 from ros2_livevlm.memory.par import page_scores
-from ros2_livevlm.memory.par import page_spans
-from ros2_livevlm.memory.par import page_tokens
 from ros2_livevlm.memory.par import select_pages
 from ros2_livevlm.memory.rope import Rope
 from ros2_livevlm.memory.vsb import bucket_ids
@@ -71,11 +73,11 @@ def test_vsb_scores_equal_mean_of_full_softmax() -> None:
 
 
 def test_bucketed_select_with_full_top_share_is_top_k() -> None:
-    scores = torch.rand(500)
-    buckets = bucket_ids(torch.arange(500), 100, (0, 500))
+    scores = torch.rand(1, 500)
+    buckets = bucket_ids(torch.arange(500), 100, (0, 500))[None]
     keep, topped_up = bucketed_select(scores, buckets, budget=100, top_share=1.0, capacity=1)
-    assert torch.equal(keep, torch.topk(scores, 100).indices.sort().values)
-    assert topped_up == 0
+    assert torch.equal(keep[0], torch.topk(scores[0], 100).indices.sort().values)
+    assert topped_up.item() == 0
 
 
 def test_bucketed_select_covers_time_and_keeps_exact_budget() -> None:
@@ -83,23 +85,95 @@ def test_bucketed_select_covers_time_and_keeps_exact_budget() -> None:
     scores = torch.rand(1000) * 0.01
     scores[:100] += 1.0
     buckets = bucket_ids(torch.arange(1000), 200, (0, 1000))
-    keep, topped_up = bucketed_select(scores, buckets, budget=200, top_share=0.5, capacity=1)
+    keep, topped_up = bucketed_select(scores[None], buckets[None], budget=200, top_share=0.5,
+                                      capacity=1)
+    keep = keep[0]
     assert keep.numel() == 200 and torch.equal(keep, keep.sort().values)
     assert set(torch.topk(scores, 100).indices.tolist()) <= set(keep.tolist())  # phase 1: saliency
     later_buckets = set(buckets[keep[keep >= 100]].tolist())
     assert len(later_buckets) == 100  # phase 2: one token in every later bucket (capacity 1)
-    assert topped_up == 0
+    assert topped_up.item() == 0
 
 
 def test_bucketed_select_tops_up_when_buckets_run_dry() -> None:
     # Phase 1 puts both of its tokens in bucket 0 and bucket 2 holds no candidate (possible
     # with stream-position buckets), so phase 2 reaches only 4 of the 5 budget slots.
-    scores = torch.tensor([9.0, 8.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    buckets = torch.tensor([0, 0, 0, 0, 1, 1, 3, 3])
+    scores = torch.tensor([[9.0, 8.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+    buckets = torch.tensor([[0, 0, 0, 0, 1, 1, 3, 3]])
     keep, topped_up = bucketed_select(scores, buckets, budget=4, top_share=0.5, capacity=1)
-    assert keep.tolist() == [0, 1, 5, 7] and topped_up == 0  # the best of buckets 1 and 3
+    assert keep.tolist() == [[0, 1, 5, 7]] and topped_up.item() == 0  # best of buckets 1, 3
     keep, topped_up = bucketed_select(scores, buckets, budget=5, top_share=0.5, capacity=1)
-    assert keep.tolist() == [0, 1, 5, 6, 7] and topped_up == 1  # the top-up meets the budget
+    assert keep.tolist() == [[0, 1, 5, 6, 7]] and topped_up.item() == 1  # the top-up
+
+
+def test_bucketed_select_rows_are_independent_layers() -> None:
+    torch.manual_seed(3)
+    scores = torch.rand(3, 300)
+    buckets = torch.sort(torch.randint(0, 40, (3, 300)), dim=1).values  # stream buckets
+    keep, topped_up = bucketed_select(scores, buckets, budget=60, top_share=0.3, capacity=2)
+    rows = [bucketed_select(scores[i:i + 1], buckets[i:i + 1], 60, 0.3, 2) for i in range(3)]
+    assert torch.equal(keep, torch.cat([row for row, _ in rows]))
+    assert topped_up.item() == sum(count.item() for _, count in rows)
+
+
+def planted_keys(num_clusters: int, per_cluster: int, dim: int = 16, seed: int = 0):
+    """Keys around ``num_clusters`` random directions, interleaved in time: keys, truth."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(num_clusters, dim, generator=generator)
+    truth = torch.randperm(num_clusters * per_cluster, generator=generator) % num_clusters
+    scale = 1.0 + torch.rand(truth.numel(), 1, generator=generator)  # norms vary: cosine
+    keys = centres[truth] * scale + 0.05 * torch.randn(truth.numel(), dim, generator=generator)
+    return keys, truth
+
+
+def test_cosine_kmeans_recovers_planted_clusters() -> None:
+    keys, truth = planted_keys(num_clusters=6, per_cluster=30)
+    centroids, labels = cosine_kmeans(keys[None], 6)
+    assert centroids.shape == (1, 6, 16) and labels.shape == (1, 180)
+    pairs = set(zip(truth.tolist(), labels[0].tolist()))
+    assert len(pairs) == 6  # the same partition, up to renumbering
+
+
+def reference_cluster_selection(q, centroids, sizes, label, budget):
+    """Brute force (spec B.2 decode step 2): per head, whole clusters by score, then truncate."""
+    group = q.shape[0] // centroids.shape[0]
+    chosen = []
+    for head in range(q.shape[0]):
+        kv = head // group
+        scores = [(float(q[head].mean(0) @ centroids[kv, c]), c)
+                  for c in range(centroids.shape[1]) if sizes[kv, c] > 0]
+        tokens: list[int] = []
+        for _, c in sorted(scores, key=lambda sc: -sc[0]):
+            members = (label[kv] == c).nonzero().flatten().tolist()  # in time order
+            tokens += members[: budget - len(tokens)]
+            if len(tokens) == budget:
+                break
+        chosen.append(sorted(tokens))
+    return torch.tensor(chosen)
+
+
+@pytest.mark.parametrize('budget', [1, 45, 100, 180])
+def test_cluster_selection_equals_brute_force_on_planted_clusters(budget: int) -> None:
+    keys, _ = planted_keys(num_clusters=6, per_cluster=30)
+    other, _ = planted_keys(num_clusters=6, per_cluster=30, seed=1)
+    centroids, labels = cosine_kmeans(torch.stack((keys, other)), 8)  # G = 2 KV heads
+    centroids, sizes = cluster_stats(torch.stack((keys, other))[None], labels[None], 8)
+    label, centroids, sizes = drop_empty(labels[None], centroids, sizes)
+    q = torch.randn(4, 3, 16)  # H = 4 query heads, 3 question tokens
+    got = select_clusters(q, centroids[0], sizes[0], label[0], budget)
+    assert got.shape == (4, budget)
+    assert torch.equal(got, reference_cluster_selection(q, centroids[0], sizes[0], label[0],
+                                                        budget))
+
+
+def test_cluster_stats_and_dropping_empty_clusters() -> None:
+    keys = torch.tensor([[[[1.0], [3.0], [5.0], [7.0]]]])  # [L=1, G=1, n=4, d=1]
+    label = torch.tensor([[[2, 2, 0, -1]]])
+    centroids, sizes = cluster_stats(keys, label, 3)
+    assert centroids[0, 0, :, 0].tolist() == [5.0, 0.0, 2.0] and sizes.tolist() == [[[1, 0, 2]]]
+    label, centroids, sizes = drop_empty(label, centroids, sizes)
+    assert label.tolist() == [[[1, 1, 0, -1]]] and sizes.tolist() == [[[1, 2]]]
+    assert centroids[0, 0, :, 0].tolist() == [5.0, 2.0]
 
 
 def test_page_keys_average_full_and_partial_pages() -> None:
@@ -127,13 +201,6 @@ def test_select_pages_ratio_time_order_and_mask() -> None:
     assert select_pages(scores, 0.4, allowed).tolist() == [2, 4]
     masked = page_scores(torch.randn(2, 3, 4), torch.randn(1, 6, 4), allowed)
     assert masked[~allowed].eq(0).all() and masked.sum().item() == pytest.approx(1.0, abs=1e-5)
-
-
-def test_page_spans_and_tokens() -> None:
-    stamps = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
-    first, last = page_spans(stamps, 2)
-    assert first.tolist() == [0.0, 0.2, 0.4] and last.tolist() == [0.1, 0.3, 0.4]
-    assert page_tokens(torch.tensor([0, 2]), 2, 5).tolist() == [0, 1, 4]
 
 
 def test_rope_table_lookup_equals_direct_computation() -> None:
