@@ -24,15 +24,18 @@ added per use), so a training step costs only the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .scenes import SCENE_NAMES
+from .task import KINDS
 from .task import make_runs
 from .task import Question
 from .task import render_run
+from .task import run_frames
 from .task import sample_questions
 from ..models import LlavaOnevision
 
@@ -46,13 +49,14 @@ class FrameBank:
 
     Args:
         model: the model whose :meth:`~LlavaOnevision.preprocess` makes pixel values.
-        rng: random generator (camera paths, noise).
+        rng: random generator (camera paths, colour, noise).
         dwells_per_scene: dwells rendered per scene.
-        dwell_frames: frames per dwell (the longest run a stream may take from it).
+        dwell_frames: frames per dwell; a longer run joins several dwells of its scene
+            (camera cuts within the scene).
         size: camera frame ``(height, width)`` in pixels, rendered before the resize.
 
     Attributes:
-        pixels: ``[scenes, dwells, frames, 3, S, S]`` float32 pixel values.
+        pixels: ``[scenes, dwells, frames, 3, S, S]`` float16 pixel values.
     """
 
     def __init__(self, model: LlavaOnevision, rng: np.random.Generator, dwells_per_scene: int,
@@ -62,16 +66,21 @@ class FrameBank:
             for scene in SCENE_NAMES
         ])  # [scenes, dwells, frames, H, W, 3] uint8
         flat = torch.from_numpy(frames.reshape(-1, *frames.shape[-3:]))
-        pixels = torch.cat([model.preprocess(chunk) for chunk in flat.split(512)])  # [n, 3, S, S]
-        self.pixels = pixels.float().reshape(*frames.shape[:3], *pixels.shape[1:])
+        pixels = torch.cat([model.preprocess(chunk).half() for chunk in flat.split(512)])
+        self.pixels = pixels.reshape(*frames.shape[:3], *pixels.shape[1:])  # [n, 3, S, S]
         self.index = {scene: i for i, scene in enumerate(SCENE_NAMES)}
 
     def run(self, rng: np.random.Generator, scene: str, num_frames: int) -> torch.Tensor:
-        """Return ``num_frames`` consecutive frames of a random dwell on ``scene``."""
+        """Return ``num_frames`` frames of ``scene``: consecutive frames of random dwells."""
         _, dwells, length = self.pixels.shape[:3]
-        start = int(rng.integers(0, length - num_frames + 1))
-        dwell = self.pixels[self.index[scene], int(rng.integers(dwells))]
-        return dwell[start:start + num_frames]  # [n, 3, S, S]
+        parts, left = [], num_frames
+        while left:
+            take = min(left, length)
+            start = int(rng.integers(0, length - take + 1))
+            dwell = self.pixels[self.index[scene], int(rng.integers(dwells))]
+            parts.append(dwell[start:start + take])
+            left -= take
+        return torch.cat(parts).float()  # [n, 3, S, S]
 
 
 @dataclass
@@ -219,10 +228,13 @@ class Packer:
 
 
 def sample_batch(packer: Packer, bank: FrameBank, rng: np.random.Generator, batch_size: int,
-                 num_frames: int, run_frames: tuple[int, int], num_questions: int,
-                 noise: float, stretch_prob: float = 0.0, max_span: int = 0) -> PackedBatch:
+                 num_frames: int, num_questions: int, noise: float, stretch_prob: float = 0.0,
+                 max_span: int = 0, kinds: Sequence[str] = KINDS) -> PackedBatch:
     """
     Draw ``batch_size`` streams of ``num_frames`` frames from ``bank`` and pack their questions.
+
+    Scene runs last :func:`~ros2_livevlm.reference.task.run_frames` frames, as in the
+    held-out streams of the same length.
 
     Args:
         packer: builds the batch.
@@ -230,7 +242,6 @@ def sample_batch(packer: Packer, bank: FrameBank, rng: np.random.Generator, batc
         rng: random generator (runs, dwells, noise, questions, gaps).
         batch_size: streams.
         num_frames: frames per stream.
-        run_frames: ``(min, max)`` frames per scene run.
         num_questions: questions per stream.
         noise: maximum standard deviation of extra Gaussian noise on pixel values
             (normalized units; drawn per stream in ``[0, noise]``).
@@ -238,6 +249,7 @@ def sample_batch(packer: Packer, bank: FrameBank, rng: np.random.Generator, batc
             gaps between frames (:meth:`Packer.context_positions`).
         max_span: a stretched stream's video spans a length drawn uniformly up to this
             many positions (at least its own token count).
+        kinds: question kinds to draw (:func:`~ros2_livevlm.reference.task.sample_questions`).
     """
     videos, question_sets, frame_gaps = [], [], []
     tokens = num_frames * packer.model.tokens_per_frame
@@ -248,10 +260,10 @@ def sample_batch(packer: Packer, bank: FrameBank, rng: np.random.Generator, batc
             cuts = np.sort(rng.integers(0, extra + 1, size=num_frames - 1))
             gaps = [0, *np.diff(cuts, prepend=0).tolist()]  # none before the first frame
         frame_gaps.append(gaps)
-        runs = make_runs(rng, num_frames, run_frames)
+        runs = make_runs(rng, num_frames, run_frames(num_frames))
         video = torch.cat([bank.run(rng, run.scene, run.num_frames) for run in runs])
         sigma = float(rng.uniform(0.0, noise))
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         videos.append(video + sigma * torch.randn(video.shape, generator=generator))
-        question_sets.append(sample_questions(rng, runs, num_questions))
+        question_sets.append(sample_questions(rng, runs, num_questions, kinds))
     return packer.pack(videos, question_sets, frame_gaps)

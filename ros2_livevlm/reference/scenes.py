@@ -38,16 +38,47 @@ SCENES: tuple[Scene, ...] = (
     Scene('bricks', 'brick'),
     Scene('grass', 'grass'),
     Scene('newspaper', 'page'),
+    Scene('photographer', 'camera'),
+    Scene('cells', 'cell'),
+    Scene('gravel', 'gravel'),
+    Scene('tissue', 'immunohistochemistry'),
+    Scene('retina', 'retina'),
+    Scene('vessels', 'microaneurysms'),
+    Scene('text', 'text'),
+    Scene('horse', 'horse'),
+    Scene('logo', 'logo'),
+    Scene('faces', 'lfw_subset'),
+    Scene('colorwheel', 'colorwheel'),
+    Scene('phantom', 'shepp_logan_phantom'),
 )
-"""Twelve visually distinct scenes, all bundled in the scikit-image wheel (no download)."""
+"""
+Every usable picture bundled in the scikit-image wheel (no download), 24 scenes.
+
+The 19 photos, the horse silhouette, the Python logo, a grid of faces from the LFW subset,
+the colour wheel and the Shepp-Logan phantom. Left out: pictures that need the ``pooch``
+download (brain, eagle, kidney, lily, ...), the cat twice (``cat`` is ``chelsea``), and
+the generated patterns without a fixed look (binary blobs, checkerboard).
+"""
 
 SCENE_NAMES: tuple[str, ...] = tuple(scene.name for scene in SCENES)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """Any ``skimage.data`` picture as RGB uint8 ``[H, W, 3]``."""
+    if image.dtype == bool or image.dtype.kind == 'f':
+        image = image.astype(np.float64) * 255.0 / max(float(image.max()), 1e-9)
+    if image.ndim == 3 and image.shape[2] == 4:  # RGBA over a white background
+        alpha = image[..., 3:].astype(np.float64) / 255.0
+        image = image[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3].round().clip(0, 255).astype(np.uint8))
 
 
 @lru_cache(maxsize=None)
 def scene_image(name: str) -> np.ndarray:
     """
-    Return the photo of scene ``name`` as RGB uint8 ``[H, W, 3]`` (read-only, cached).
+    Return the picture of scene ``name`` as RGB uint8 ``[H, W, 3]`` (read-only, cached).
 
     Raises:
         KeyError: ``name`` is not in :data:`SCENE_NAMES`.
@@ -61,9 +92,9 @@ def scene_image(name: str) -> np.ndarray:
     if isinstance(image, tuple):  # stereo pair: the left view
         image = image[0]
     image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    image = np.ascontiguousarray(image[..., :3].astype(np.uint8))
+    if scene.photo == 'lfw_subset':  # 200 faces of 25 x 25: a 4 x 6 grid of the first 24
+        image = image[:24].reshape(4, 6, 25, 25).transpose(0, 2, 1, 3).reshape(100, 150)
+    image = _as_rgb(image)
     image.setflags(write=False)
     return image
 
@@ -71,18 +102,22 @@ def scene_image(name: str) -> np.ndarray:
 @dataclass(frozen=True)
 class View:
     """
-    Where the camera looks in a scene.
+    Where the camera looks in a scene, and how it sees the colours.
 
     Attributes:
         cx, cy: window centre as a fraction of the photo's width and height, in [0, 1].
         zoom: >= 1; the window's side is the largest that fits the photo divided by ``zoom``.
         gain: brightness factor (1 = unchanged).
+        tint: per-channel (R, G, B) gains, a colour cast (1 = unchanged).
+        saturation: colour saturation factor (1 = unchanged, 0 = grey).
     """
 
     cx: float
     cy: float
     zoom: float
     gain: float
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    saturation: float = 1.0
 
 
 def render(
@@ -93,7 +128,7 @@ def render(
     noise: float = 0.0,
 ) -> np.ndarray:
     """
-    One camera frame: crop the view's window, resize to ``size``, apply gain and sensor noise.
+    One camera frame: crop the view's window, resize, apply colour, gain and sensor noise.
 
     Args:
         image: RGB uint8 ``[H, W, 3]``.
@@ -115,20 +150,27 @@ def render(
     frame = np.asarray(
         Image.fromarray(image).resize((out_w, out_h), Image.BILINEAR, box=box), dtype=np.float32
     )
-    frame *= view.gain
+    if view.saturation != 1.0:
+        grey = frame.mean(axis=2, keepdims=True)
+        frame = grey + view.saturation * (frame - grey)
+    frame *= view.gain * np.asarray(view.tint, dtype=np.float32)
     if noise > 0:
         frame += rng.normal(0.0, noise, frame.shape).astype(np.float32)
     return frame.clip(0, 255).round().astype(np.uint8)
 
 
-def dwell(rng: np.random.Generator, num_frames: int, max_zoom: float = 2.0) -> list[View]:
+def dwell(
+    rng: np.random.Generator, num_frames: int, max_zoom: float = 2.0, colour: float = 0.0
+) -> list[View]:
     """
     Draw a smooth camera path of ``num_frames`` views over one scene.
 
-    The path pans, zooms and drifts in brightness.
-
-    Start and end views are drawn at random (centre in the middle 60 % of the photo, zoom
-    in [1, ``max_zoom``], gain in [0.8, 1.2]); the path interpolates between them.
+    The path pans, zooms and drifts in brightness. Start and end views are drawn at random
+    (centre in the middle 60 % of the photo, zoom in [1, ``max_zoom``], gain in [0.8, 1.2]);
+    the path interpolates between them. With ``colour > 0`` the whole dwell also gets one
+    colour change: per-channel gains in ``[1 - colour, 1 + colour]`` and a saturation
+    factor in ``[1 - 2 colour, 1 + 2 colour]`` (drawn after the path, so ``colour=0``
+    leaves the path of a seed unchanged).
     """
     start, end = (
         (
@@ -139,5 +181,12 @@ def dwell(rng: np.random.Generator, num_frames: int, max_zoom: float = 2.0) -> l
         )
         for _ in range(2)
     )
+    tint, saturation = (1.0, 1.0, 1.0), 1.0
+    if colour > 0:
+        tint = tuple(float(g) for g in rng.uniform(1.0 - colour, 1.0 + colour, 3))
+        saturation = float(rng.uniform(max(0.0, 1.0 - 2 * colour), 1.0 + 2 * colour))
     steps = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
-    return [View(*(a + (b - a) * t for a, b in zip(start, end))) for t in steps]
+    return [
+        View(*(a + (b - a) * t for a, b in zip(start, end)), tint=tint, saturation=saturation)
+        for t in steps
+    ]

@@ -139,6 +139,6 @@ def test_reference_model_gets_its_sized_defaults(photos: np.ndarray, tmp_path: P
         Image.fromarray(photo).save(tmp_path / f'{index:02d}.png')
     args = ['--model-path', 'reference', '--images', str(tmp_path), '--question', 'What?']
     assert main(args) == 0
-    assert '(budget 192)' in capsys.readouterr().out  # ros2_livevlm.reference.MEMORY_SETTINGS
+    assert '(budget 448)' in capsys.readouterr().out  # ros2_livevlm.reference.MEMORY_SETTINGS
     assert main([*args, '--budget-tokens', '64']) == 0
     assert '(budget 64)' in capsys.readouterr().out

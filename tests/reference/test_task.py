@@ -9,10 +9,13 @@ import pytest
 from ros2_livevlm.reference.scenes import SCENE_NAMES
 from ros2_livevlm.reference.task import all_questions
 from ros2_livevlm.reference.task import ANSWERS
+from ros2_livevlm.reference.task import held_out_seed
 from ros2_livevlm.reference.task import make_episode
 from ros2_livevlm.reference.task import make_runs
 from ros2_livevlm.reference.task import Run
+from ros2_livevlm.reference.task import run_frames
 from ros2_livevlm.reference.task import sample_questions
+from ros2_livevlm.reference.task import TRAIN_SEED_TAG
 
 
 @pytest.mark.parametrize('seed', range(20))
@@ -41,25 +44,36 @@ def test_questions_answers_and_evidence_distances() -> None:
     assert (first.answer, first.evidence_frames_ago, first.evidence_s) == ('cat', 11, 11.0)
     (now,) = questions['now']
     assert (now.answer, now.evidence_frames_ago) == ('moon', 0)
+    # order: only rocket and moon are shown once; one yes and one no, evidence the rocket's
+    order = {(q.scene, q.other): q for q in questions['order']}
+    assert set(order) == {('rocket', 'moon'), ('moon', 'rocket')}
+    assert order[('rocket', 'moon')].answer == 'yes' and order[('moon', 'rocket')].answer == 'no'
+    assert order[('rocket', 'moon')].text.count('rocket') == 1
+    assert {q.evidence_frames_ago for q in order.values()} == {11 - 6}
 
 
 def test_sampled_questions_are_distinct_and_balanced() -> None:
     rng = np.random.default_rng(1)
-    runs = make_runs(rng, 16, (3, 6))
-    questions = sample_questions(rng, runs, 8)
-    assert len({q.text for q in questions}) == 8
-    assert {q.kind for q in questions} == {'presence', 'first', 'now'}
-    presence = [q.answer for q in questions if q.kind == 'presence']
-    shown = {r.scene for r in runs}
-    # half the presence questions are 'yes', as far as enough scenes were shown
-    assert presence.count('yes') == min(len(shown), len(presence) // 2)
+    runs = make_runs(rng, 40, (3, 6))
+    questions = sample_questions(rng, runs, 10)
+    assert len({q.text for q in questions}) == 10
+    assert {q.kind for q in questions} == {'presence', 'first', 'now', 'order'}
+    for kind in ('presence', 'order'):  # half 'yes', as far as the stream allows
+        answers = [q.answer for q in questions if q.kind == kind]
+        assert abs(answers.count('yes') - answers.count('no')) <= 1, kind
     assert all(q.answer in ANSWERS for q in questions)
 
 
 def test_episode_is_deterministic_and_real_frames() -> None:
-    a = make_episode(5, 12, (3, 6), 6)
-    b = make_episode(5, 12, (3, 6), 6)
+    a = make_episode(5, 12, 6)
+    b = make_episode(5, 12, 6)
     assert a.frames.shape == (12, 96, 128, 3) and a.frames.dtype == np.uint8
     assert np.array_equal(a.frames, b.frames) and a.questions == b.questions
     assert a.stamps.tolist() == [float(i) for i in range(12)]
     assert a.frames.std() > 10  # photos, not blank frames
+
+
+def test_runs_grow_with_the_stream_and_seeds_stay_apart() -> None:
+    assert run_frames(16) == (3, 6) and run_frames(64) == (12, 24) and run_frames(256) == (48, 96)
+    assert run_frames(1) == (1, 1)
+    assert held_out_seed(0, 64, 0)[0] != TRAIN_SEED_TAG  # held-out streams: another family

@@ -49,7 +49,7 @@ def test_every_config_field_is_declared_with_a_description(make_node):
         assert descriptor.description and descriptor.read_only, name
     settings = read_settings(node)
     # sized for the default model (ros2_livevlm.reference.MEMORY_SETTINGS)
-    assert settings.memory == replace(MemoryConfig(), budget_tokens=192, observation_tokens=32)
+    assert settings.memory == replace(MemoryConfig(), budget_tokens=448, observation_tokens=32)
     assert settings.engine == replace(EngineConfig(), frames_per_clip=8)
     assert [c.name for c in settings.cameras] == ['image'] and not settings.cameras[0].compressed
 
