@@ -3,24 +3,33 @@
 """
 Streaming benchmark: memory, TTFT and ingest rate vs frames seen, for every policy, in one run.
 
-    python -m ros2_livevlm.bench.stream [--lengths 64,128,256,512,1024] [--json FILE]
+    python -m ros2_livevlm.bench.stream [--lengths 64,256,1024] [--json FILE]
 
-Every policy (``full``, ``recent_frames``, ``window``, ``vsb``, ``livevlm``) streams the
-same real-photo tour on one loaded model; at each length in ``--lengths`` the same
-questions are asked (after a warm-up answer). The offline re-prefill baseline (HF
-``generate`` over all frames at question time: what a user does without this project)
-runs at the lengths up to ``--offline-max``. Prints the Markdown table of
-``BENCHMARKS.md`` records and the headline ratios; ``--json`` writes the records.
+Every policy streams the same real-photo tour on one loaded model; at each length in
+``--lengths`` the same questions are asked (after a warm-up answer). Policies whose
+memory grows with the stream (``full``, ``clusterkv``, ``rekv``) and the other baselines
+stop at ``--all-up-to`` frames; ``livevlm`` (ours) goes on to the longest length. The
+offline re-prefill baseline (HF ``generate`` over all frames at question time: what a
+user does without this project) runs at the lengths up to ``--offline-max``. For
+``livevlm`` at its longest length the memory's own work is timed apart (VSB scores,
+eviction, retrieval) against a clip's prefill. Prints the Markdown table of
+``BENCHMARKS.md`` records, the headline ratios and the speed goals of issue 11;
+``--json`` writes the records.
 
-The default model is a tiny random LLaVA-OneVision sized so the run fits 2 CPU cores in a
-few minutes (answers are noise: accuracy is not measured here; latency and memory are
-real). ``--model-path`` runs a real checkpoint instead.
+The default model has Qwen2-0.5B's attention shapes and LiveVLM's 196 tokens per frame
+(:data:`~ros2_livevlm.models.tiny.QWEN2_05B_SPEC`) with 2 of its 24 layers and random
+weights, so the run fits 2 CPU cores in a few minutes (answers are noise: accuracy is
+not measured here; latency and memory are real); the memory has LiveVLM's sizes (budget
+12,000 tokens, 2 short-term frames, pages of 16, ratio 0.4). ``--model-path`` runs a
+real checkpoint instead.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from collections.abc import Sequence
+from dataclasses import replace
 import time
 from typing import Any
 
@@ -36,26 +45,30 @@ from .records import write_jsonl
 from ..checkpoints import tiny_checkpoint
 from ..config import POLICIES
 from ..engine import StreamingVLM
-from ..models import TinySpec
+from ..memory.retrieval import make_retriever
+from ..memory.retrieval import Query
+from ..models.tiny import QWEN2_05B_SPEC
 from ..reference.scenes import dwell
 from ..reference.scenes import render
 from ..reference.scenes import scene_image
 from ..reference.scenes import SCENE_NAMES
 
 
-BENCH_SPEC = TinySpec(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=512)
-"""Tiny random model for CPU: 16 tokens per frame, 4 layers, 4 query / 2 KV heads of 64."""
+BENCH_SPEC = replace(QWEN2_05B_SPEC, layers=2)
+"""Qwen2-0.5B's attention shapes, 196 tokens per frame, 2 layers (CPU)."""
 
 BENCH_MEMORY = {
-    'frames_per_clip': 16,
-    'budget_tokens': 1024,
+    'frames_per_clip': 32,
+    'budget_tokens': 12000,
     'short_term_frames': 2,
-    'observation_tokens': 32,
+    'observation_tokens': 392,
     'page_size': 16,
     'retrieval_ratio': 0.4,
-    'sink_tokens': 16,
 }
-"""Memory settings scaled to the tiny model: 16 tokens per frame, so the budget is 64 frames."""
+"""LiveVLM v2's memory sizes (spec A.5) for 196 tokens per frame."""
+
+GROWING = ('full', 'clusterkv', 'rekv')
+"""Policies whose memory grows with the stream."""
 
 QUESTIONS = ('What did you see first?', 'Did you see a cat?', 'What are you looking at now?')
 
@@ -121,7 +134,7 @@ def stream_policy(
     frames: np.ndarray,
     lengths: Sequence[int],
     args: argparse.Namespace,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], StreamingVLM]:
     """Stream ``frames`` through a fresh memory of ``policy``; one record per length."""
     engine = base.new_stream(policy=policy)
     stamps = np.arange(len(frames)) / args.stream_fps
@@ -141,9 +154,69 @@ def stream_policy(
                 ingest_fps,
                 args.device,
                 rt_factor=ingest_fps / args.stream_fps,
+                prefill_s=engine.stats().last_prefill_s,
             )
         )
-    return records
+    return records, engine
+
+
+def _timed(run: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall time of ``run()``, s (CUDA synchronised around each run)."""
+    times = []
+    for _ in range(repeats + 1):
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        run()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))
+
+
+def memory_overhead(engine: StreamingVLM, repeats: int = 3) -> dict[str, float]:
+    """
+    Time the memory's own work for one clip of ``engine`` (a VSB policy), s.
+
+    ``vsb_scores_s``: the observation window's scores over the whole context, all layers;
+    ``eviction_s``: committing a clip (FIFO, VSB selection, gather) into a copy of the
+    memory; ``retrieval_s``: the answer's per-layer retrieval (question of 12 tokens);
+    ``prefill_s``: the last clip's prefill (LLM layers + memory update).
+    """
+    memory, model = engine.memory, engine.model
+    device = memory.k.device
+    clip = engine.engine_config.frames_per_clip * model.tokens_per_frame
+    generator = torch.Generator(device='cpu').manual_seed(0)
+
+    def noise(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator).to(device, model.dtype)
+
+    num_obs = engine.memory_config.observation_tokens
+    keys = noise(model.num_kv_heads, memory.num_tokens + clip, model.head_dim)
+    q_obs = noise(model.num_heads, num_obs, model.head_dim)
+    vsb_s = _timed(lambda: [engine.kernels.vsb_scores(q_obs, keys)
+                            for _ in range(model.num_layers)], device, repeats)
+    k_new = noise(model.num_layers, model.num_kv_heads, clip, model.head_dim)
+    scores = torch.rand(model.num_layers, memory.num_tokens + clip, generator=generator)
+    frames = torch.full((clip,), 10**6, dtype=torch.int64)
+    stamps = torch.full((clip,), 1e6, dtype=torch.float64)
+    scratch = engine.new_stream()
+
+    def evict() -> None:
+        scratch.memory.load_state(memory.state())
+        scratch.memory.commit(k_new, k_new, frames, stamps, scores.to(device), scratch.policy,
+                              scratch.rope)
+
+    evict_s = _timed(evict, device, repeats) - _timed(
+        lambda: scratch.memory.load_state(memory.state()), device, repeats)
+    retriever = make_retriever(engine.policy.retrieval, memory, engine.rope,
+                               engine.memory_config, engine.kernels, model.tokens_per_frame)
+    query = Query(noise(model.num_heads, 12, model.head_dim),
+                  memory.next_position + torch.arange(12, device=device), None)
+    retrieval_s = _timed(lambda: [retriever.select(layer, query)
+                                  for layer in range(model.num_layers)], device, repeats)
+    return {'vsb_scores_s': vsb_s, 'eviction_s': max(evict_s, 0.0),
+            'retrieval_s': retrieval_s, 'prefill_s': engine.stats().last_prefill_s}
 
 
 @torch.inference_mode()
@@ -187,6 +260,34 @@ def offline_record(base: StreamingVLM, frames: np.ndarray, repeats: int) -> dict
     }
 
 
+def goals(records: list[dict[str, Any]], overhead: dict[str, float] | None) -> list[str]:
+    """Return the speed goals of issue 11 as printable lines, from the records of one run."""
+
+    def find(policy: str, frames: int) -> dict[str, Any] | None:
+        return next((r for r in records if r['policy'] == policy and r['frames'] == frames),
+                    None)
+
+    lines = []
+    ours = sorted(r['frames'] for r in records if r['policy'] == 'livevlm')
+    for length in sorted({r['frames'] for r in records if r['policy'] == 'rekv'}):
+        rekv, live = find('rekv', length), find('livevlm', length)
+        if rekv and live:
+            lines.append(f'TTFT(rekv) / TTFT(livevlm) at {length} frames: '
+                         f'{rekv["ttft_s"]["p50"] / live["ttft_s"]["p50"]:.2f} (goal >= 5)')
+    if len(ours) > 1:
+        first, last = find('livevlm', ours[0]), find('livevlm', ours[-1])
+        lines.append(f'TTFT(livevlm, {ours[-1]}) / TTFT(livevlm, {ours[0]}): '
+                     f'{last["ttft_s"]["p50"] / first["ttft_s"]["p50"]:.2f} (goal: flat)')
+    if overhead:
+        work = overhead['vsb_scores_s'] + overhead['eviction_s'] + overhead['retrieval_s']
+        lines.append(
+            f'livevlm memory work per clip: VSB scores {1e3 * overhead["vsb_scores_s"]:.1f} ms '
+            f'+ eviction {1e3 * overhead["eviction_s"]:.1f} ms + retrieval '
+            f'{1e3 * overhead["retrieval_s"]:.1f} ms = {100 * work / overhead["prefill_s"]:.1f} % '
+            f'of the clip prefill ({1e3 * overhead["prefill_s"]:.0f} ms; goal < 5 %)')
+    return lines
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m ros2_livevlm.bench.stream',
@@ -196,7 +297,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--model-path',
         default=None,
-        help='local LLaVA-OneVision directory (default: tiny random bench model)',
+        help='local LLaVA-OneVision directory (default: Qwen2-0.5B-shaped random model, '
+        '2 layers)',
     )
     parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
     parser.add_argument(
@@ -204,8 +306,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         '--lengths',
-        default='64,128,256,512,1024',
+        default='64,256,1024',
         help='comma-separated frame counts at which to measure (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--all-up-to',
+        type=int,
+        default=256,
+        help='longest stream for every policy but livevlm, frames (default: %(default)s)',
     )
     parser.add_argument(
         '--policies',
@@ -215,7 +323,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--offline-max',
         type=int,
-        default=256,
+        default=64,
         help='longest stream for the offline baseline, frames (default: %(default)s)',
     )
     parser.add_argument(
@@ -257,13 +365,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     frames = tour(lengths[-1])
     print(
         f'model {model_path} | {base.model.num_layers} layers, hidden {base.model.hidden_size}, '
+        f'{base.model.num_heads} / {base.model.num_kv_heads} heads of {base.model.head_dim}, '
         f'{base.model.tokens_per_frame} tokens/frame | device {args.device} | '
         f'{torch.get_num_threads()} threads'
     )
-    records = []
+    records, overhead = [], None
     for policy in args.policies.split(','):
         start = time.perf_counter()
-        records += stream_policy(base, policy, frames, lengths, args)
+        upto = lengths if policy == 'livevlm' else [n for n in lengths if n <= args.all_up_to]
+        policy_records, engine = stream_policy(base, policy, frames, upto, args)
+        records += policy_records
+        if policy == 'livevlm':
+            overhead = memory_overhead(engine)
         print(f'  {policy}: {time.perf_counter() - start:.1f} s')
     for length in (n for n in lengths if n <= args.offline_max):
         records.append(offline_record(base, frames[:length], args.repeats))
@@ -271,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     print(markdown_table(records))
     print()
-    for line in headline(records):
+    for line in headline(records) + goals(records, overhead):
         print(line)
     if args.json:
         print(f'\nrecords: {write_jsonl(records, args.json)}')
