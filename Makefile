@@ -35,7 +35,7 @@ $(VENV)/.deps.stamp: scripts/requirements.txt scripts/requirements-ros.txt \
 		--config-settings editable_mode=compat -e .
 	touch $@
 
-$(VENV)/.interfaces.stamp: $(VENV)/.deps.stamp CMakeLists.txt $(INTERFACES) \
+$(VENV)/.interfaces.stamp: $(VENV)/.deps.stamp CMakeLists.txt $(INTERFACES) setup.cfg \
 		ros2_livevlm/__init__.py scripts/console_script.in scripts/fix_wheel_cmake.py
 	mkdir -p build
 	$(VPY) scripts/fix_wheel_cmake.py $(VENV)
