@@ -13,8 +13,8 @@ nothing). torch is left out of the resolution: it is the platform's (NVIDIA's wh
 JetPack); its range is checked against the versions it must admit and refuse.
 
 The engine tests do not run under 3.10: the only torch for Python 3.10 on the index is a
-CUDA build, a 527 MB wheel that pulls 16 NVIDIA CUDA packages (cuDNN, cuBLAS, ...), too
-big to install in each CI run.
+CUDA build, a 527 MB wheel that pulls 15 ``nvidia-*`` CUDA library packages (cuDNN,
+cuBLAS, ...), too big to install in each CI run.
 """
 
 import os
