@@ -294,7 +294,7 @@ class StreamingVLM:
         Raises:
             RuntimeError: an :meth:`ingest_iter` is suspended (a clip is half prefilled).
         """
-        self._check_idle('save the memory')
+        self._check_idle('take its state')
         pending = torch.stack(self._pending_pixels) if self._pending_pixels else None
         return {
             'memory': self.memory.state(),
