@@ -21,6 +21,7 @@ from __future__ import annotations
 from abc import ABC
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import Any
 from typing import ClassVar
 
 import torch
@@ -70,6 +71,33 @@ class MemoryPolicy(ABC):
     def budget_tokens(self) -> int | None:
         """Long-term budget M in tokens per layer; ``None`` = unlimited."""
         return self.config.budget_tokens
+
+    def state(self) -> dict[str, Any]:
+        """
+        Return the policy's own state beyond the memory's tokens.
+
+        The protocol of :meth:`~ros2_livevlm.memory.VideoMemory.state`: tensors and JSON
+        values, nested dicts and lists allowed, saved with the memory and passed back to
+        :meth:`load_state`. A policy that keeps more (cluster centroids,
+        offloaded blocks, running statistics) extends both methods and calls ``super()``;
+        the memory file stores whatever is returned without a format change. The base
+        class keeps only its counter of VSB top-ups.
+        """
+        return {'topped_up_tokens': self.topped_up_tokens}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """
+        Restore what :meth:`state` returned (by a policy of the same name and settings).
+
+        Raises:
+            ValueError: a missing or mistyped entry (nothing is changed).
+        """
+        topped_up = state.get('topped_up_tokens')
+        if not isinstance(topped_up, int) or isinstance(topped_up, bool) or topped_up < 0:
+            raise ValueError(
+                f'policy state topped_up_tokens must be a non-negative int, got {topped_up!r}'
+            )
+        self.topped_up_tokens = topped_up
 
     @abstractmethod
     def select(self, candidates: Candidates) -> torch.Tensor:

@@ -91,6 +91,13 @@ class VideoMemory:
         """Bytes of K and V resident, all layers."""
         return 2 * self.k.numel() * self.k.element_size()
 
+    @property
+    def newest_stamp(self) -> float | None:
+        """Stamp of the newest frame in the memory, s (None while it holds no video)."""
+        if self.num_tokens == self.num_init:
+            return None
+        return float(self.stamp[0, -1])
+
     def frames_in_memory(self) -> int:
         """Distinct frames with at least one token in some layer."""
         video = self.frame[:, self.num_init:]
@@ -180,7 +187,21 @@ class VideoMemory:
     # ---- reads ----------------------------------------------------------------------
 
     def state(self) -> dict[str, torch.Tensor | int]:
-        """Every tensor and counter of the memory (for snapshots and equality checks)."""
+        """
+        Every tensor and counter of the memory (snapshots, equality checks, memory files).
+
+        The state protocol, shared with :meth:`MemoryPolicy.state`: a dict of names to
+        tensors or JSON values (None, bool, int, float, str, and lists/dicts of them),
+        nested dicts and lists allowed. It holds references, not copies; pass it back to
+        :meth:`load_state` of a memory of the same shape to continue from it. The memory
+        file (:mod:`ros2_livevlm.persistence`) stores tensors in safetensors and the rest
+        as JSON without knowing the names, so new state needs no change to the format.
+
+        Returns:
+            ``k, v``: ``[L, G, n, d]`` keys (before RoPE) and values in the model dtype;
+            ``pos, frame``: ``[L, n]`` int64; ``stamp``: ``[L, n]`` float64 s (NaN for
+            init); ``num_init``, ``num_short_term``, ``next_position``: ints.
+        """
         return {
             'k': self.k,
             'v': self.v,
@@ -191,3 +212,67 @@ class VideoMemory:
             'num_short_term': self.num_short_term,
             'next_position': self.next_position,
         }
+
+    def load_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        """
+        Replace the whole memory with ``state`` (as :meth:`state` returns it).
+
+        Everything is checked before anything is replaced, so a refused state leaves the
+        memory as it was. Tensors are copied to this memory's device.
+
+        Raises:
+            ValueError: a missing entry, or a tensor whose dtype or shape does not fit this
+                memory (other L, G or d, segments that do not add up, a short-term segment
+                longer than ``W_s``); the message names the entry.
+        """
+        num_layers, num_kv_heads, _, head_dim = self.k.shape
+        k = _checked(state, 'k', self.k.dtype, 4)
+        num_tokens = k.shape[2]
+        if (k.shape[0], k.shape[1], k.shape[3]) != (num_layers, num_kv_heads, head_dim):
+            raise ValueError(
+                f'memory state k has shape {tuple(k.shape)}, this memory needs '
+                f'[{num_layers}, {num_kv_heads}, n, {head_dim}]'
+            )
+        v = _checked(state, 'v', self.v.dtype, 4, tuple(k.shape))
+        rows = (num_layers, num_tokens)
+        pos = _checked(state, 'pos', torch.int64, 2, rows)
+        frame = _checked(state, 'frame', torch.int64, 2, rows)
+        stamp = _checked(state, 'stamp', torch.float64, 2, rows)
+        counts = [state.get(name) for name in ('num_init', 'num_short_term', 'next_position')]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError(
+                'memory state needs non-negative ints num_init, num_short_term, '
+                f'next_position, got {counts}'
+            )
+        num_init, num_short_term, next_position = counts
+        if num_init + num_short_term > num_tokens or num_short_term > self.short_term_tokens:
+            raise ValueError(
+                f'memory state segments do not fit: {num_init} init + {num_short_term} '
+                f'short-term tokens of {num_tokens}, short-term window {self.short_term_tokens}'
+            )
+        device = self.k.device
+        self.k, self.v = k.to(device), v.to(device)
+        self.pos, self.frame, self.stamp = pos.to(device), frame.to(device), stamp.to(device)
+        self.num_init, self.num_short_term = num_init, num_short_term
+        self.next_position = next_position
+
+
+def _checked(
+    state: dict, name: str, dtype: torch.dtype, ndim: int, shape: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """Return ``state[name]`` if it is a tensor of ``dtype`` and ``ndim`` (and ``shape``)."""
+    value = state.get(name)
+    if (
+        not isinstance(value, torch.Tensor)
+        or value.dtype != dtype
+        or value.ndim != ndim
+        or (shape is not None and tuple(value.shape) != shape)
+    ):
+        got = (
+            f'{value.dtype} {tuple(value.shape)}'
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        want = f'{dtype} with {ndim} dims' + (f' {shape}' if shape is not None else '')
+        raise ValueError(f'memory state {name} must be a {want} tensor, got {got}')
+    return value
