@@ -7,6 +7,8 @@
 #                 a report per memory policy (MODEL=tiny|reference|/path/to/llava-onevision)
 #   make test     the test suite (what .ci/run runs)
 #   make lint     only the ament linters
+#   make test-py310  the engine tests under Python 3.10 with the Humble set (not in `make test`:
+#                 the index's torch for 3.10 is a CUDA build, about 5 GB installed)
 #   make clean    remove build outputs; `make distclean` also removes .venv
 
 SHELL := /bin/bash
@@ -21,7 +23,7 @@ ROS_ENV := PATH="$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PA
 INTERFACES := $(wildcard msg/*.msg srv/*.srv action/*.action)
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test lint clean distclean
+.PHONY: all setup demo test test-py310 lint clean distclean
 all: setup
 
 setup: env.sh $(VENV)/.interfaces.stamp
@@ -35,7 +37,7 @@ $(VENV)/.deps.stamp: scripts/requirements.txt scripts/requirements-ros.txt \
 		--config-settings editable_mode=compat -e .
 	touch $@
 
-$(VENV)/.interfaces.stamp: $(VENV)/.deps.stamp CMakeLists.txt $(INTERFACES) \
+$(VENV)/.interfaces.stamp: $(VENV)/.deps.stamp CMakeLists.txt $(INTERFACES) setup.cfg \
 		ros2_livevlm/__init__.py scripts/console_script.in scripts/fix_wheel_cmake.py
 	mkdir -p build
 	$(VPY) scripts/fix_wheel_cmake.py $(VENV)
@@ -58,6 +60,18 @@ demo: setup
 test: setup
 	. ./env.sh && python -m pytest $(PYTEST_ARGS)
 
+# Python 3.10 (Humble, JetPack 6): requirements-distro.txt with constraints-humble.txt, the
+# development pins of torch and pytest, the source tree on the path (no ROS needed)
+PYTHON310 ?= python3.10
+VENV310 := $(ROOT)/.venv310
+test-py310:
+	PYENV_VERSION=$${PYENV_VERSION:-3.10.13} $(PYTHON310) -m venv $(VENV310)
+	$(VENV310)/bin/python -m pip install -q --disable-pip-version-check \
+		-r <(grep -v '^torch' scripts/requirements-distro.txt) -c scripts/constraints-humble.txt \
+		$$(grep -E '^torch==' scripts/requirements.txt) \
+		$$(grep -E '^pytest(-timeout)?==' scripts/requirements-dev.txt)
+	PYTHONPATH=$(ROOT) $(VENV310)/bin/python -m pytest tests/engine tests/reference $(PYTEST_ARGS)
+
 lint: setup
 	. ./env.sh && python -m pytest tests/test_lint.py
 
@@ -65,4 +79,4 @@ clean:
 	rm -rf build install log env.sh $(VENV)/.interfaces.stamp
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV310)

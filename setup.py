@@ -3,8 +3,10 @@
 """
 Pip packaging of ros2_livevlm (the development set-up and machines without ROS).
 
-Pins live in ``scripts/requirements*.txt``; the console scripts in ``setup.cfg`` (CMake
-reads the same list for ``ros2 run``); the version in ``package.xml``.
+The package's requirements are the ranges of ``scripts/requirements-distro.txt`` (pinned
+per platform by ``scripts/constraints-*.txt``; the development venv pins
+``scripts/requirements*.txt``); the console scripts are in ``setup.cfg`` (CMake reads the
+same list for ``ros2 run``); the version in ``package.xml``.
 """
 
 from pathlib import Path
@@ -34,7 +36,7 @@ setup(
     version=package_version(),
     packages=find_packages(include=['ros2_livevlm', 'ros2_livevlm.*']),
     package_data={'ros2_livevlm.reference': ['livevlm-reference/*']},  # the committed model
-    install_requires=requirements('requirements.txt'),
+    install_requires=requirements('requirements-distro.txt'),
     extras_require={
         'ros': requirements('requirements-ros.txt'),
         'dev': requirements('requirements-dev.txt'),

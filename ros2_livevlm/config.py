@@ -283,6 +283,49 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """
+    Write a file beside ``target`` and move it into place only when complete and on disk.
+
+    The block writes the yielded temporary path (a sibling of ``target``, mode 0600). When
+    the block ends without an error the file is fsynced, renamed over ``target``
+    (``os.replace``, atomic on POSIX) and the directory is fsynced, so after a crash or
+    power loss ``target`` is either the previous file or the new one, never a mix. On an
+    error the temporary file is removed and ``target`` is untouched. A process killed
+    inside the block may leave a ``.<name>.*`` sibling behind, never a damaged ``target``.
+
+    Raises:
+        OSError: the directory is not writable, the disk is full, or the rename failed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f'.{target.name}.', dir=target.parent)
+    os.close(handle)
+    staging = Path(name)
+    try:
+        yield staging
+        _fsync(staging)
+        os.replace(staging, target)
+        _fsync(target.parent)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def write_atomic(target: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through :func:`atomic_file` (never half a file)."""
+    with atomic_file(target) as staging:
+        staging.write_bytes(data)
+
+
 __all__ = [
     'POLICIES',
     'MemoryConfig',
@@ -294,4 +337,6 @@ __all__ = [
     'settings_from_args',
     'cache_dir',
     'staged_directory',
+    'atomic_file',
+    'write_atomic',
 ]

@@ -30,6 +30,7 @@ from dataclasses import replace
 import math
 from pathlib import Path
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,10 @@ from .memory import VideoMemory
 from .models import check_device
 from .models import LlavaOnevision
 from .models import resolve_dtype
+from .persistence import DEFAULT_MEMORY_NAME
+from .persistence import load_memories
+from .persistence import MemoryFileInfo
+from .persistence import save_memories
 
 
 OnToken = Callable[[int, str], 'bool | None']
@@ -80,6 +85,27 @@ class Answer:
     tokens_attended: int
     frames_in_memory: int
     stop_reason: str
+
+
+@dataclass
+class FirstToken:
+    """
+    The first answer token's distribution for a question, with what it drew on.
+
+    Attributes:
+        logits: ``[V]`` float32 logits of the first answer token.
+        evidence: as :attr:`Answer.evidence`, ``(t_start, t_end)`` spans in seconds.
+        newest_stamp: stamp of the newest frame in the memory, s (None before the first
+            clip); buffered frames of an unfinished clip are not seen.
+        tokens_attended: context length attended (memory + prompt), averaged over layers.
+        total_s: question start -> logits, s.
+    """
+
+    logits: torch.Tensor
+    evidence: list[tuple[float, float]]
+    newest_stamp: float | None
+    tokens_attended: int
+    total_s: float
 
 
 @dataclass
@@ -145,14 +171,7 @@ class StreamingVLM:
         self.policy = make_policy(memory_config, model.tokens_per_frame)
         self.encode = vision_encoder or make_vision_encoder(model, engine_config)
         self.kernels = memory_kernels(engine_config)
-        self.memory = VideoMemory(
-            model.num_layers,
-            model.num_kv_heads,
-            model.head_dim,
-            memory_config.short_term_frames * model.tokens_per_frame,
-            model.dtype,
-            model.device,
-        )
+        self.memory = self._empty_memory()
         self._prefill_init()
         self._reset_stream()
 
@@ -201,6 +220,17 @@ class StreamingVLM:
 
     # ---- state ----------------------------------------------------------------------
 
+    def _empty_memory(self) -> VideoMemory:
+        model = self.model
+        return VideoMemory(
+            model.num_layers,
+            model.num_kv_heads,
+            model.head_dim,
+            self.memory_config.short_term_frames * model.tokens_per_frame,
+            model.dtype,
+            model.device,
+        )
+
     def _prefill_init(self) -> None:
         """Prefill the system prompt: the init segment, kept forever (spec A.4 step 0)."""
         ids = torch.tensor(self.model.init_ids(self.engine_config.system_prompt))
@@ -246,6 +276,105 @@ class StreamingVLM:
             last_prefill_s=self._last_prefill_s,
             vsb_topped_up_tokens=int(memory.topped_up),
         )
+
+    # ---- persistence ----------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """
+        Everything this engine's stream depends on, by the memory's state protocol.
+
+        ``memory`` (:meth:`VideoMemory.state`), ``policy`` (:meth:`MemoryPolicy.state`) and
+        ``stream``: ``frames_ingested``, ``clips_prefilled``, ``newest_stamp`` (s or None),
+        and the frames buffered for the next clip, kept rather than flushed so that a
+        restored engine cuts the same clips as one that never stopped:
+        ``pending_pixels`` ``[F, 3, S, S]`` in the model dtype (None when F = 0),
+        ``pending_frames`` (frame indices) and ``pending_stamps`` (s). References, not
+        copies. Latencies are measurements of this process and are not part of it.
+
+        Raises:
+            RuntimeError: an :meth:`ingest_iter` is suspended (a clip is half prefilled).
+        """
+        self._check_idle('take its state')
+        pending = torch.stack(self._pending_pixels) if self._pending_pixels else None
+        return {
+            'memory': self.memory.state(),
+            'policy': self.policy.state(),
+            'stream': {
+                'frames_ingested': self._frames_ingested,
+                'clips_prefilled': self._clips_prefilled,
+                'newest_stamp': self._newest_stamp,
+                'pending_pixels': pending,
+                'pending_frames': list(self._pending_frames),
+                'pending_stamps': list(self._pending_stamps),
+            },
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """
+        Continue from ``state`` (:meth:`state` of an engine with the same model and settings).
+
+        All or nothing: a new memory and policy are filled and checked first and replace
+        the current ones only when everything fits. Stamps continue from the restored
+        ``newest_stamp``: later frames must not be older (:meth:`ingest_iter`).
+
+        Raises:
+            ValueError: a missing or mistyped entry, or tensors whose shapes do not fit
+                this model and memory configuration (the message names the entry).
+            RuntimeError: an :meth:`ingest_iter` is suspended.
+        """
+        self._check_idle('load a memory')
+        memory = self._empty_memory()
+        memory.load_state(state.get('memory') or {})
+        policy = type(self.policy)(self.memory_config, self.model.tokens_per_frame)
+        policy.load_state(state.get('policy') or {})
+        stream = _checked_stream(
+            state.get('stream') or {},
+            (self.engine_config.frames_per_clip, 3, *self.model.frame_size),
+            self.model.dtype,
+        )
+        self.memory, self.policy = memory, policy
+        self._reset_stream()
+        pixels = stream['pending_pixels']
+        self._pending_pixels = [] if pixels is None else list(pixels.to(self.model.device))
+        self._pending_frames = stream['pending_frames']
+        self._pending_stamps = stream['pending_stamps']
+        self._frames_ingested = stream['frames_ingested']
+        self._clips_prefilled = stream['clips_prefilled']
+        self._newest_stamp = stream['newest_stamp']
+
+    def save(self, path: str | Path, *, name: str = DEFAULT_MEMORY_NAME) -> MemoryFileInfo:
+        """
+        Write this engine's memory to a memory file, atomically (:mod:`.persistence`).
+
+        Args:
+            path: the file (conventionally ``*.safetensors``); replaced when it exists.
+            name: the memory's name in the file (a camera name).
+
+        Raises:
+            RuntimeError: an :meth:`ingest_iter` is suspended.
+            ValueError: the model has no checkpoint directory to identify it by.
+            OSError: the file could not be written (the previous file is intact).
+        """
+        return save_memories({name: self}, path)
+
+    def load(self, path: str | Path, *, name: str = DEFAULT_MEMORY_NAME) -> MemoryFileInfo:
+        """
+        Replace this engine's memory with memory ``name`` of a memory file.
+
+        Raises:
+            MemoryFileError: a missing, truncated, corrupt or newer-format file, a memory
+                of another model or with an incompatible configuration, or no memory
+                ``name`` in it; the message says which, and the engine keeps its memory.
+            RuntimeError: an :meth:`ingest_iter` is suspended.
+        """
+        return load_memories(path, {name: self})
+
+    def _check_idle(self, what: str) -> None:
+        if self._ingesting:
+            raise RuntimeError(
+                f'cannot {what} while an ingest_iter() of this engine is suspended; '
+                'exhaust it first'
+            )
 
     # ---- ingestion ------------------------------------------------------------------
 
@@ -469,8 +598,34 @@ class StreamingVLM:
         Raises:
             ValueError: as :meth:`ask`.
         """
+        return self.first_token(question, time_window).logits
+
+    def first_token(
+        self, question: str, time_window: tuple[float, float] | None = None
+    ) -> FirstToken:
+        """
+        Score the first answer token of ``question`` (one prompt prefill, no decoding).
+
+        What a yes/no watch needs (:mod:`ros2_livevlm.watch`): the logits, the evidence
+        spans and the newest frame the memory held. The memory is not changed.
+
+        Args:
+            question: non-empty text.
+            time_window: ``(t0, t1)`` camera seconds, as in :meth:`ask`.
+
+        Raises:
+            ValueError: as :meth:`ask`.
+        """
         self._check_question(question, 1, time_window)
-        return self._prefill_question(question, 1, time_window)[1]
+        start = time.perf_counter()
+        context, logits = self._prefill_question(question, 1, time_window)
+        return FirstToken(
+            logits=logits,
+            evidence=context.evidence(),
+            newest_stamp=self.memory.newest_stamp,
+            tokens_attended=context.tokens_attended,
+            total_s=time.perf_counter() - start,
+        )
 
     def ask(
         self,
@@ -537,3 +692,57 @@ class StreamingVLM:
             frames_in_memory=self.memory.frames_in_memory(),
             stop_reason=stop_reason,
         )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_stream(
+    stream: dict[str, Any], pixel_shape: tuple[int, ...], dtype: torch.dtype
+) -> dict[str, Any]:
+    """
+    Check the ``stream`` part of :meth:`StreamingVLM.state`; return it with float stamps.
+
+    ``pixel_shape`` is ``(frames_per_clip, 3, S, S)``: fewer than a clip may be buffered.
+
+    Raises:
+        ValueError: naming the entry that is missing or does not fit.
+    """
+    for name in ('frames_ingested', 'clips_prefilled'):
+        if not _is_count(stream.get(name)):
+            raise ValueError(f'stream state {name} must be a non-negative int')
+    newest = stream.get('newest_stamp')
+    if newest is not None and not _is_seconds(newest):
+        raise ValueError(f'stream state newest_stamp must be finite seconds, got {newest!r}')
+    frames, stamps = stream.get('pending_frames'), stream.get('pending_stamps')
+    if not (isinstance(frames, list) and all(_is_count(f) for f in frames)):
+        raise ValueError('stream state pending_frames must be a list of frame indices')
+    if not (isinstance(stamps, list) and all(_is_seconds(t) for t in stamps)):
+        raise ValueError('stream state pending_stamps must be a list of finite seconds')
+    pixels = stream.get('pending_pixels')
+    if pixels is not None and (
+        not isinstance(pixels, torch.Tensor)
+        or pixels.dtype != dtype
+        or tuple(pixels.shape[1:]) != pixel_shape[1:]
+        or not 0 < pixels.shape[0] < pixel_shape[0]
+    ):
+        raise ValueError(
+            f'stream state pending_pixels must be None or 1 to {pixel_shape[0] - 1} frames '
+            f'{list(pixel_shape[1:])} {dtype} (fewer than a clip)'
+        )
+    num_pending = 0 if pixels is None else pixels.shape[0]
+    if not len(frames) == len(stamps) == num_pending:
+        raise ValueError(
+            f'stream state buffers {num_pending} frames but lists {len(frames)} frame '
+            f'indices and {len(stamps)} stamps'
+        )
+    return {
+        **stream,
+        'newest_stamp': None if newest is None else float(newest),
+        'pending_stamps': [float(t) for t in stamps],
+    }

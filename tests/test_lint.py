@@ -11,6 +11,7 @@ checked by catkin_pkg's parser (format 3 rules).
 
 from pathlib import Path
 import py_compile
+import shutil
 import subprocess
 import sys
 
@@ -23,7 +24,9 @@ LINTED = ['ros2_livevlm', 'launch', 'tests', 'setup.py', 'scripts']
 def _lint(tool: str, *args: str) -> None:
     """Run an ament linter in its own process (flake8 forks workers: not from this one)."""
     paths = [str(ROOT / path) for path in LINTED]
-    result = subprocess.run([str(Path(sys.executable).parent / tool), *paths, *args],
+    # on PATH on a ROS machine (/opt/ros/<distro>/bin), beside the interpreter in a venv
+    executable = shutil.which(tool) or str(Path(sys.executable).parent / tool)
+    result = subprocess.run([executable, *paths, *args],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -55,7 +58,25 @@ def test_package_xml():
     exec_depends = {dep.name for dep in package.exec_depends}
     assert {'rclpy', 'sensor_msgs', 'std_srvs', 'diagnostic_msgs', 'lifecycle_msgs',
             'action_msgs', 'rosidl_default_runtime'} <= exec_depends
+    test_depends = {dep.name for dep in package.test_depends}
+    assert {'ament_cmake_pytest', 'ament_flake8', 'ament_pep257', 'python3-pytest'} <= \
+        test_depends
 
 
-def test_launch_file_compiles():
-    py_compile.compile(str(ROOT / 'launch' / 'livevlm.launch.py'), doraise=True)
+def test_license_and_changelog():
+    license_text = (ROOT / 'LICENSE').read_text()
+    assert license_text.split()[:4] == ['Apache', 'License', 'Version', '2.0,']
+    assert 'END OF TERMS AND CONDITIONS' in license_text
+    # catkin_generate_changelog's layout; the newest section is unreleased or this version
+    lines = (ROOT / 'CHANGELOG.rst').read_text().splitlines()
+    version = parse_package(str(ROOT / 'package.xml')).version
+    assert lines[1] == 'Changelog for package ros2_livevlm'
+    assert lines[4] in ('Forthcoming', version) or lines[4].startswith(f'{version} (')
+    assert set(lines[5]) == {'-'} and lines[6].startswith('* ')
+
+
+def test_launch_files_compile():
+    launch_files = sorted((ROOT / 'launch').glob('*.launch.py'))
+    assert len(launch_files) >= 2
+    for path in launch_files:
+        py_compile.compile(str(path), doraise=True)

@@ -29,13 +29,12 @@ from datetime import datetime
 from datetime import timezone
 import hashlib
 import json
-import os
 from pathlib import Path
-import tempfile
 
 import torch
 
 from ..config import cache_dir
+from ..config import write_atomic
 
 
 PRECISIONS: dict[str, torch.dtype] = {
@@ -72,18 +71,6 @@ def precision_of(dtype: torch.dtype) -> str:
             return name
     names = ', '.join(map(str, PRECISIONS.values()))
     raise ValueError(f'dtype {dtype} has no vision-encoder precision; use one of {names}')
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and a rename (never half a file)."""
-    handle, staging = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'wb') as file:
-            file.write(data)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
 
 
 def _file_sha256(path: Path) -> str:
@@ -128,7 +115,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     for path in files:
         digest.update(f'{path.name}\0{_file_sha256(path)}\0'.encode())
     fingerprint = digest.hexdigest()
-    _write_atomic(memo, fingerprint.encode())
+    write_atomic(memo, fingerprint.encode())
     return fingerprint
 
 
@@ -283,7 +270,7 @@ def store_engine(
         engine_bytes=len(serialized),
         built_at=datetime.now(timezone.utc).isoformat(timespec='seconds'),
     )
-    _write_atomic(engine_path, serialized)
+    write_atomic(engine_path, serialized)
     sidecar = {
         'key': asdict(key),
         'model_path': entry.model_path,
@@ -292,7 +279,7 @@ def store_engine(
         'engine_bytes': entry.engine_bytes,
         'built_at': entry.built_at,
     }
-    _write_atomic(engine_path.with_suffix('.json'), json.dumps(sidecar, indent=2).encode())
+    write_atomic(engine_path.with_suffix('.json'), json.dumps(sidecar, indent=2).encode())
     return entry
 
 

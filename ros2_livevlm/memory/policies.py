@@ -43,6 +43,7 @@ from __future__ import annotations
 from abc import ABC
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import Any
 from typing import ClassVar
 
 import torch
@@ -106,6 +107,28 @@ class MemoryPolicy(ABC):
     def stream_window(self) -> int | None:
         """Newest stored tokens a clip attends to besides the init segment; None = all."""
         return None
+
+    def state(self) -> dict[str, Any]:
+        """
+        Return the policy's own state beyond the memory: nothing.
+
+        The protocol of :meth:`~ros2_livevlm.memory.VideoMemory.state` (tensors and JSON
+        values, nested). Policies hold no state: key clusters, ReKV's frame keys,
+        offloaded K/V and the VSB top-up counter live in the memory, so
+        :meth:`VideoMemory.state` covers every policy. A policy that keeps something of
+        its own extends both methods.
+        """
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """
+        Restore what :meth:`state` returned (nothing for the built-in policies).
+
+        Raises:
+            ValueError: ``state`` is not a dict.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f'policy state must be a dict, got {type(state).__name__}')
 
     @property
     def clusters(self) -> bool:

@@ -116,6 +116,13 @@ class VideoMemory:
         """Bytes of K and V resident, all layers, offloaded ones included."""
         return 2 * (self.k.numel() + self.k_offloaded.numel()) * self.k.element_size()
 
+    @property
+    def newest_stamp(self) -> float | None:
+        """Stamp of the newest frame in the memory, s (None while it holds no video)."""
+        if self.num_tokens == self.num_init:
+            return None
+        return float(self.stamp[0, -1])
+
     def frames_in_memory(self) -> int:
         """Distinct frames with at least one token in some layer."""
         video = self.frame[:, self.num_init:]
@@ -303,61 +310,120 @@ class VideoMemory:
 
     # ---- state ----------------------------------------------------------------------
 
-    STATE_TENSORS = ('k', 'v', 'pos', 'frame', 'stamp', 'label', 'centroids', 'cluster_size',
-                     'frame_keys', 'k_offloaded', 'v_offloaded', 'topped_up')
-    STATE_INTS = ('num_init', 'num_short_term', 'next_position', 'short_term_tokens')
+    STATE_INTS = ('num_init', 'num_short_term', 'next_position')
 
     def state(self) -> dict[str, torch.Tensor | int]:
         """
-        Every tensor and counter of the memory, whatever the policy (not copies).
+        Every tensor and counter of the memory, whatever the policy (references, not copies).
 
-        Tensors: ``k``, ``v`` ``[L, G, n_resident, d]`` (keys before RoPE); ``pos``,
-        ``frame`` ``[L, n]`` int64; ``stamp`` ``[L, n]`` float64 s; ``label``
-        ``[L, G, n]`` int64, ``centroids`` ``[L, G, C, d]`` float32 and ``cluster_size``
-        ``[L, G, C]`` int64 (key clusters, empty without them); ``frame_keys``
-        ``[L, G, F, d]`` float32 (ReKV's per-frame mean keys); ``k_offloaded``,
-        ``v_offloaded`` ``[L, G, n_off, d]`` (on their own device); ``topped_up`` 0-d int64.
-        Ints: ``num_init``, ``num_short_term``, ``next_position``, ``short_term_tokens``.
+        The state protocol, shared with :meth:`MemoryPolicy.state`: a dict of names to
+        tensors or JSON values, nested dicts and lists allowed; pass it back to
+        :meth:`load_state` of a memory of the same shape to continue from it. The memory
+        file (:mod:`ros2_livevlm.persistence`) stores tensors in safetensors and the rest
+        as JSON without knowing the names.
+
+        Returns:
+            ``k``, ``v``: ``[L, G, n_resident, d]`` keys (before RoPE) and values in the
+            model dtype; ``pos``, ``frame``: ``[L, n]`` int64; ``stamp``: ``[L, n]``
+            float64 s (NaN for init); ``label`` ``[L, G, n]`` int64, ``centroids``
+            ``[L, G, C, d]`` float32, ``cluster_size`` ``[L, G, C]`` int64 (key clusters,
+            empty without them); ``frame_keys`` ``[L, G, F, d]`` float32 (ReKV's per-frame
+            mean keys); ``k_offloaded``, ``v_offloaded`` ``[L, G, n_off, d]`` (on their
+            own device); ``topped_up``: 0-d int64, VSB's top-up count; ``num_init``,
+            ``num_short_term``, ``next_position``: ints.
         """
-        return {name: getattr(self, name) for name in self.STATE_TENSORS + self.STATE_INTS}
+        names = ('k', 'v', 'pos', 'frame', 'stamp', 'label', 'centroids', 'cluster_size',
+                 'frame_keys', 'k_offloaded', 'v_offloaded', 'topped_up') + self.STATE_INTS
+        return {name: getattr(self, name) for name in names}
 
     def load_state(self, state: dict[str, torch.Tensor | int]) -> None:
         """
-        Restore a :meth:`state`.
+        Replace the whole memory with ``state`` (as :meth:`state` returns it).
 
-        Tensors are taken as they are (moved to this memory's device and dtype where
-        needed, offloaded K/V stay on their device), not copied; the memory never writes
-        into its tensors in place, so the source is left unchanged.
+        Everything is checked before anything is replaced, so a refused state leaves the
+        memory as it was. Tensors are moved to this memory's device (offloaded K/V stay on
+        theirs), not copied: the memory never writes into its tensors in place, so the
+        source is left unchanged.
 
         Raises:
-            ValueError: a missing entry, or tensors whose shapes do not fit this memory
-                (other layers, KV heads or head dim) or each other.
+            ValueError: a missing entry, or a tensor whose dtype or shape does not fit this
+                memory (other L, G or d, segments or indexes that do not add up, a
+                short-term segment longer than ``W_s``); the message names the entry.
         """
-        missing = [name for name in self.STATE_TENSORS + self.STATE_INTS if name not in state]
-        if missing:
-            raise ValueError(f'memory state lacks {", ".join(missing)}')
-        device, dtype = self.k.device, self.k.dtype
-        k = state['k']
-        if tuple(k.shape[:2]) + (k.shape[3],) != tuple(self.k.shape[:2]) + (self.k.shape[3],):
+        names = [name for name in self.state() if name not in state]
+        if names:
+            raise ValueError(f'memory state lacks {", ".join(names)}')
+        num_layers, num_kv_heads, _, head_dim = self.k.shape
+        k = _checked(state, 'k', self.k.dtype, 4)
+        if (k.shape[0], k.shape[1], k.shape[3]) != (num_layers, num_kv_heads, head_dim):
             raise ValueError(
-                f'memory state has K/V of shape {tuple(k.shape)}; this model needs '
-                f'[{self.k.shape[0]}, {self.k.shape[1]}, n, {self.k.shape[3]}]'
+                f'memory state k has shape {tuple(k.shape)}, this memory needs '
+                f'[{num_layers}, {num_kv_heads}, n, {head_dim}]'
             )
-        num = state['pos'].shape[1]
-        if k.shape[2] + state['k_offloaded'].shape[2] != num or state['label'].shape[2] != num:
-            raise ValueError('memory state is inconsistent: K/V, metadata and labels differ in '
-                             'token count')
-        for name in self.STATE_TENSORS:
-            value = state[name]
-            if name in ('k', 'v'):
-                value = value.to(device, dtype)
-            elif name in ('k_offloaded', 'v_offloaded'):
-                value = value.to(dtype=dtype)  # stays on its device (host memory)
-            else:
-                value = value.to(device)
+        offloaded = _checked(state, 'k_offloaded', self.k.dtype, 4)
+        num_tokens = k.shape[2] + offloaded.shape[2]
+        heads = (num_layers, num_kv_heads)
+        rows = (num_layers, num_tokens)
+        label = _checked(state, 'label', torch.int64, 3, heads + (num_tokens,))
+        sizes = _checked(state, 'cluster_size', torch.int64, 3)
+        tensors = {
+            'k': k,
+            'v': _checked(state, 'v', self.v.dtype, 4, tuple(k.shape)),
+            'pos': _checked(state, 'pos', torch.int64, 2, rows),
+            'frame': _checked(state, 'frame', torch.int64, 2, rows),
+            'stamp': _checked(state, 'stamp', torch.float64, 2, rows),
+            'label': label,
+            'centroids': _checked(state, 'centroids', torch.float32, 4,
+                                  tuple(sizes.shape) + (head_dim,)),
+            'cluster_size': sizes,
+            'frame_keys': _checked(state, 'frame_keys', torch.float32, 4),
+            'k_offloaded': offloaded,
+            'v_offloaded': _checked(state, 'v_offloaded', self.v.dtype, 4,
+                                    tuple(offloaded.shape)),
+            'topped_up': _checked(state, 'topped_up', torch.int64, 0),
+        }
+        if sizes.shape[:2] != heads or tensors['frame_keys'].shape[:2] != heads:
+            raise ValueError(f'memory state key clusters or frame keys are not per layer and '
+                             f'KV head {list(heads)}')
+        counts = [state[name] for name in self.STATE_INTS]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError(
+                'memory state needs non-negative ints num_init, num_short_term, '
+                f'next_position, got {counts}'
+            )
+        num_init, num_short_term, _ = counts
+        if num_init + num_short_term > num_tokens or num_short_term > self.short_term_tokens:
+            raise ValueError(
+                f'memory state segments do not fit: {num_init} init + {num_short_term} '
+                f'short-term tokens of {num_tokens}, short-term window {self.short_term_tokens}'
+            )
+        device = self.k.device
+        for name, value in tensors.items():
+            setattr(self, name, value if name in ('k_offloaded', 'v_offloaded')
+                    else value.to(device))
+        for name, value in zip(self.STATE_INTS, counts):
             setattr(self, name, value)
-        for name in self.STATE_INTS:
-            setattr(self, name, int(state[name]))
+
+
+def _checked(
+    state: dict, name: str, dtype: torch.dtype, ndim: int, shape: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """Return ``state[name]`` if it is a tensor of ``dtype`` and ``ndim`` (and ``shape``)."""
+    value = state.get(name)
+    if (
+        not isinstance(value, torch.Tensor)
+        or value.dtype != dtype
+        or value.ndim != ndim
+        or (shape is not None and tuple(value.shape) != shape)
+    ):
+        got = (
+            f'{value.dtype} {tuple(value.shape)}'
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        want = f'{dtype} with {ndim} dims' + (f' {shape}' if shape is not None else '')
+        raise ValueError(f'memory state {name} must be a {want} tensor, got {got}')
+    return value
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

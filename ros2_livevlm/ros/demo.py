@@ -4,17 +4,18 @@
 A one-minute demo of the node: a camera tour of real photos, three questions answered.
 
 Starts ``livevlm`` in its own process (autostart) on the reference model, publishes a
-camera dwelling on a few scenes of :mod:`ros2_livevlm.reference.scenes` (real photos from
-scikit-image, with pans, zooms and noise) as ``sensor_msgs/Image`` on ``/image`` with
+camera dwelling on a few scenes of ``ros2_livevlm/reference/scenes.py`` (real photos
+from scikit-image, with pans, zooms and noise) as ``sensor_msgs/Image`` on ``/image`` with
 sensor-data QoS at 1 Hz of camera time, then asks on ``/livevlm/ask`` with the answer
 streamed token by token, and stops the node with SIGINT. The reference model is a tiny
 model trained on those photos: a stand-in for a real LLaVA-OneVision checkpoint, which
-``model_path:=/path/to/checkpoint`` selects instead. Exit code 0 when every question was
-answered and the node exited cleanly.
+the node's ``model_path`` parameter selects (``livevlm_node``, ``livevlm.launch.py``).
+Exit code 0 when every question was answered and the node exited cleanly.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 import sys
@@ -59,8 +60,18 @@ def tour_messages(start: float = 1000.0) -> list[Image]:
     return messages
 
 
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """Answer ``--help`` (the demo takes no options) before anything starts."""
+    summary, details = __doc__.strip().split('\n\n', 1)
+    parser = argparse.ArgumentParser(
+        prog='livevlm_demo', description=summary, epilog=details.replace('``', ''),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser.parse_args(argv)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo; returns the process exit code."""
+    parse_args(argv)
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(17 + os.getpid() % 80))
     log = Path(tempfile.mkdtemp(prefix='livevlm_demo.')) / 'node.log'

@@ -13,9 +13,11 @@ server run in their own reentrant callback group on a MultiThreadedExecutor.
 
 from __future__ import annotations
 
+import argparse
 from contextlib import contextmanager
 from dataclasses import asdict
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -24,6 +26,8 @@ from typing import Any, Callable, Iterator, Optional
 import warnings
 
 from action_msgs.msg import GoalStatus
+from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.action import ActionServer
@@ -38,6 +42,7 @@ from rclpy.lifecycle import LifecycleNode
 from rclpy.lifecycle import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
@@ -375,6 +380,30 @@ class LiveVLMNode(LifecycleNode):
         return 4 + (value if isinstance(value, int) and 0 < value < 64 else 4)
 
 
+def parse_arguments(args: Optional[list[str]] = None) -> None:
+    """
+    Answer ``--help`` and refuse unknown options before rclpy starts; ROS arguments pass.
+
+    ``args`` is the whole command line, program name first (default ``sys.argv``).
+    Exits with code 0 after printing the help, 2 on an option that is not a ROS argument.
+    """
+    try:
+        params_file = os.path.join(get_package_share_directory('ros2_livevlm'), 'config',
+                                   'livevlm.yaml')
+    except PackageNotFoundError:
+        params_file = 'config/livevlm.yaml of the ros2_livevlm package'
+    parser = argparse.ArgumentParser(
+        prog='livevlm_node', usage='%(prog)s [-h] [--ros-args ...]',
+        description=__doc__.strip().split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f'parameters: each one with its default and unit in\n  {params_file}\n'
+        'and described by the running node: ros2 param describe /livevlm <name>\n\n'
+        'examples (ROS arguments after --ros-args):\n'
+        '  livevlm_node --ros-args -p autostart:=true -p cameras:=[/camera/image_raw]\n'
+        '  livevlm_node --ros-args --params-file my_params.yaml -r __ns:=/robot1')
+    parser.parse_args(remove_ros_args(sys.argv if args is None else args)[1:])
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """
     Run the node until SIGINT or SIGTERM, then stop cleanly (exit code 0).
@@ -383,6 +412,7 @@ def main(args: Optional[list[str]] = None) -> int:
     the executor and the context shut down. rclpy's own signal handlers are not installed,
     so the executor keeps serving those last responses.
     """
+    parse_arguments(args)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
