@@ -110,8 +110,13 @@ TENSOR_REF = '__tensor__'
 MEMORY_KEYS = frozenset({'name', 'model', 'memory_config', 'engine_config', 'state'})
 DEFAULT_MEMORY_NAME = 'default'
 
-ANSWER_TIME_SETTINGS = frozenset({'retrieval_ratio', 'retrieval_keys'})
-"""MemoryConfig fields that may differ between a file and the engine loading it."""
+ANSWER_TIME_SETTINGS = frozenset({'retrieval_ratio'})
+"""
+MemoryConfig fields that may differ between a file and the engine loading it.
+
+Not ``retrieval_keys`` nor ``retrieval``: key clusters are stored as clustered (with or
+without RoPE) and only for cluster retrieval.
+"""
 
 ENGINE_SETTINGS = ('frames_per_clip', 'system_prompt')
 """EngineConfig fields that must be equal (clip boundaries, the stored init segment)."""

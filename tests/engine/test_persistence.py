@@ -31,7 +31,6 @@ SETTINGS = {
     'short_term_frames': 1,
     'observation_tokens': 16,
     'page_size': 8,
-    'sink_tokens': 8,
 }
 """16 tokens per frame: a budget of 3 frames, binding after the second clip."""
 
@@ -251,7 +250,7 @@ def test_other_models_settings_and_files_are_refused(
     refusals = [
         (other_model, path, 'other_model', 'made by model .* this engine runs'),
         (source.new_stream(budget_tokens=64), path, 'incompatible',
-         r'budget_tokens=48 \(engine: 64\).*only retrieval_keys, retrieval_ratio may differ'),
+         r'budget_tokens=48 \(engine: 64\).*only retrieval_ratio may differ'),
         (source.new_stream(), tiny_path / 'model.safetensors', 'not_memory_file',
          'without a ros2_livevlm memory index'),
     ]
@@ -262,7 +261,7 @@ def test_other_models_settings_and_files_are_refused(
         assert error.value.reason == reason
         assert_same(snapshot(target), kept)
 
-    answer_time = source.new_stream(retrieval_ratio=1.0, retrieval_keys='positional')
+    answer_time = source.new_stream(retrieval_ratio=1.0)
     answer_time.load(path)  # settings that only steer answers may differ
     assert answer_time.stats().frames_in_memory == engine.stats().frames_in_memory
 
@@ -285,16 +284,16 @@ def test_stamps_continue_after_a_load(
 class RecordingPolicy(LiveVLMPolicy):
     """A policy with state of its own: a tensor, nested lists and a dict (issue 11's kind)."""
 
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
+    def __init__(self, config: Any, tokens_per_frame: int) -> None:
+        super().__init__(config, tokens_per_frame)
         self.kept_per_compaction: list[torch.Tensor] = []
         self.notes: dict[str, Any] = {'compactions': 0}
 
-    def select(self, candidates: Any) -> torch.Tensor:
-        keep = super().select(candidates)
+    def select(self, candidates: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        keep, topped_up = super().select(candidates)
         self.kept_per_compaction.append(candidates.positions.gather(1, keep)[:, :4].clone())
         self.notes['compactions'] += 1
-        return keep
+        return keep, topped_up
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), 'kept': self.kept_per_compaction, 'notes': self.notes}
@@ -309,8 +308,9 @@ def test_new_policy_state_is_saved_without_a_format_change(
     source: StreamingVLM, restarted: StreamingVLM, stream, tmp_path: Path
 ) -> None:
     engine, fresh = source.new_stream(), restarted.new_stream()
-    engine.policy = RecordingPolicy(engine.memory_config)  # injected at the engine boundary
-    fresh.policy = RecordingPolicy(fresh.memory_config)
+    # injected at the engine boundary
+    engine.policy = RecordingPolicy(engine.memory_config, engine.model.tokens_per_frame)
+    fresh.policy = RecordingPolicy(fresh.memory_config, fresh.model.tokens_per_frame)
     engine.ingest(stream(16), stamps(0, 16))
     assert engine.policy.notes['compactions'] == 3
     engine.save(tmp_path / 'memory.safetensors')
