@@ -58,6 +58,28 @@ FP32_TOLERANCE = 1e-4
 """Max abs next-token logit difference of float32 graphs against float32 torch (the issue's)."""
 
 
+PARITY_COLUMNS = [
+    ('backend', 'backend', str),
+    ('dtype', 'dtype', str),
+    ('policy', 'policy', str),
+    ('max abs diff vs torch fp32', 'max_abs_diff', '{:.2e}'.format),
+    ('vs torch same dtype', 'max_abs_diff_same_dtype', '{:.2e}'.format),
+    ('max abs logit', 'logit_scale', '{:.3g}'.format),
+    ('same greedy answers', 'same_answers', str),
+    ('pass', 'pass', str),
+]
+"""Columns of the parity table (:func:`~.gpu_report.table`)."""
+COST_COLUMNS = [
+    ('backend', 'backend', str),
+    ('dtype', 'dtype', str),
+    ('graph call ms', 'call_s', lambda s: f'{s * 1e3:.3f}'),
+    ('calls per token', 'calls_per_token', str),
+    ('TPOT ms', 'tpot_s', lambda s: f'{s * 1e3:.1f}'),
+    ('call overhead / TPOT', 'overhead', '{:.1%}'.format),
+]
+"""Columns of the graph-call cost table."""
+
+
 def _engines(
     model_path: str, backend: str, dtype: str, device: str, settings: dict[str, Any]
 ) -> dict[str, StreamingVLM]:
@@ -70,18 +92,18 @@ def _engines(
 
 def parity_rows(
     model_path: str,
-    backends: Sequence[str],
+    runs: Sequence[tuple[str, str]],
     *,
     frames: int,
     device: str = 'cpu',
-    dtypes: Sequence[str] = ('float32', 'float16'),
     torch_fp16: bool = False,
     settings: dict[str, Any] = SETTINGS,
 ) -> list[dict[str, Any]]:
     """
-    Compare each compiled backend with torch, per policy, dtype and question.
+    Compare compiled backends with torch, per policy, dtype and question.
 
-    Returns one row per (backend, dtype, policy): ``max_abs_diff`` of the next-token logits
+    ``runs`` are the ``(backend, dtype)`` pairs to compare. Returns one row per
+    (backend, dtype, policy): ``max_abs_diff`` of the next-token logits
     against torch at float32 (and ``max_abs_diff_same_dtype`` against torch at the same
     dtype when it ran), ``logit_scale`` (max abs torch logit), ``same_answers`` (greedy
     tokens equal to torch at the same dtype, or at float32 when that is the only
@@ -89,11 +111,10 @@ def parity_rows(
     """
     video = tour(frames, size=(240, 320))
     stamps = np.arange(frames, dtype=float)
-    reference_dtypes = ['float32'] + (['float16'] if torch_fp16 and 'float16' in dtypes else [])
-    runs = [('torch', dtype) for dtype in reference_dtypes]
-    runs += [(backend, dtype) for backend in backends for dtype in dtypes]
+    fp16 = torch_fp16 and any(dtype == 'float16' for _, dtype in runs)
+    references = [('torch', 'float32')] + ([('torch', 'float16')] if fp16 else [])
     results: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for backend, dtype in runs:
+    for backend, dtype in [*references, *runs]:
         for policy, engine in _engines(model_path, backend, dtype, device, settings).items():
             engine.ingest(video, stamps)
             results[backend, dtype, policy] = {
@@ -101,7 +122,7 @@ def parity_rows(
                 'answers': [engine.ask(q).token_ids for q in QUESTIONS],
             }
     rows = []
-    for backend, dtype in runs[len(reference_dtypes):]:
+    for backend, dtype in runs:
         for policy in POLICIES:
             got = results[backend, dtype, policy]
             fp32 = results['torch', 'float32', policy]
@@ -206,43 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f'model {model_path} (Qwen2-0.5B shapes, {args.layers} layers, random) | '
         f'device {args.device} | {torch.get_num_threads()} threads | {args.frames} frames'
     )
+    runs = [(b, dtype) for b in backends for dtype in args.dtypes.split(',')]
     rows = parity_rows(
-        model_path,
-        backends,
-        frames=args.frames,
-        device=args.device,
-        dtypes=args.dtypes.split(','),
-        torch_fp16=args.torch_fp16,
+        model_path, runs, frames=args.frames, device=args.device, torch_fp16=args.torch_fp16
     )
-    columns = [
-        ('backend', 'backend', str),
-        ('dtype', 'dtype', str),
-        ('policy', 'policy', str),
-        ('max abs diff vs torch fp32', 'max_abs_diff', '{:.2e}'.format),
-        ('vs torch same dtype', 'max_abs_diff_same_dtype', '{:.2e}'.format),
-        ('max abs logit', 'logit_scale', '{:.3g}'.format),
-        ('same greedy answers', 'same_answers', str),
-        ('pass', 'pass', str),
-    ]
-    print(table(rows, columns))
+    print(table(rows, PARITY_COLUMNS))
     costs = []
-    for backend in backends:
-        for dtype in args.dtypes.split(','):
-            engine = StreamingVLM.from_pretrained(
-                model_path, device=args.device, dtype=dtype, llm_backend=backend, **SETTINGS
-            )
-            engine.ingest(tour(args.frames, size=(240, 320)), np.arange(args.frames, dtype=float))
-            costs.append(call_cost_row(engine))
-    cost_columns = [
-        ('backend', 'backend', str),
-        ('dtype', 'dtype', str),
-        ('graph call ms', 'call_s', lambda s: f'{s * 1e3:.3f}'),
-        ('calls per token', 'calls_per_token', str),
-        ('TPOT ms', 'tpot_s', lambda s: f'{s * 1e3:.1f}'),
-        ('call overhead / TPOT', 'overhead', '{:.1%}'.format),
-    ]
+    for backend, dtype in runs:
+        engine = StreamingVLM.from_pretrained(
+            model_path, device=args.device, dtype=dtype, llm_backend=backend, **SETTINGS
+        )
+        engine.ingest(tour(args.frames, size=(240, 320)), np.arange(args.frames, dtype=float))
+        costs.append(call_cost_row(engine))
     print()
-    print(table(costs, cost_columns))
+    print(table(costs, COST_COLUMNS))
     if args.json:
         print(f'\nrows: {write_jsonl(rows + costs, args.json)}')
     return int(any(not row.get('pass', True) for row in rows))
