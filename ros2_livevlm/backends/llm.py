@@ -36,13 +36,13 @@ o_proj + norm + MLP (``output``)   27.75 M             graph
 final norm + LM head (``head``)    272.3 M per token   graph (decode: once per token)
 RoPE of q and k                    ~3 k                memory (torch)
 RoPE of the cached keys            ~0.4 k per key      memory (torch), clip prefill
-VSB scores (r = 392)               25,088 x S          memory (torch / Triton), when it evicts
+VSB scores (r = 392)               702 k x S per clip  memory (torch / Triton), when it evicts
 =================================  ==================  =======================================
 
 - Clip prefill (32 frames = 6,272 tokens over the LiveVLM memory: 20 init + 12,000
   long-term + 392 short-term keys, so S = 15,548 on average): 187 GFLOP dense + 349 GFLOP
-  attention per layer in the graphs (attention is 65 %), 26 GFLOP of VSB scores and
-  0.03 GFLOP of RoPE outside: 95.4 % in the graphs (100 % of the LLM's own FLOPs; VSB
+  attention per layer in the graphs (attention is 65 %), 13 GFLOP of VSB scores and
+  0.03 GFLOP of RoPE outside: 97.6 % in the graphs (100 % of the LLM's own FLOPs; VSB
   is the memory's compression, not the model).
 - Decode (answer context 20 + 0.4 x 12,000 + 392 + ~30 prompt = 5,242 keys): 716 MFLOP
   dense + 451 MFLOP attention + 272 MFLOP LM head per token in the graphs, ~0.1 MFLOP
@@ -50,7 +50,7 @@ VSB scores (r = 392)               25,088 x S          memory (torch / Triton), 
 
 Boundaries: three graph calls per layer and one for the head. Fusing ``output`` of layer
 ``l`` with ``qkv`` of layer ``l + 1`` would save one call per layer; the measured cost of
-a call is in the README (``bench.llm_parity``): small next to a layer on CPU, and on a GPU
+a call is in the README (``bench.llm_backends``): small next to a layer on CPU, and on a GPU
 the calls are asynchronous launches on one stream. Queries are run in blocks of
 :data:`QUERY_BLOCK` (exact: a block sees the keys up to its last query), so the score
 matrix of a 6,272-token clip is never materialised at once.

@@ -77,6 +77,9 @@ class OnnxRuntimeDecoder(CompiledDecoder):
         on_cuda = self.device.type == 'cuda'
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
+        # torch runs between the calls (RoPE, the memory's selection): ORT's worker threads
+        # must not spin-wait on the cores it needs
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         providers = ['CUDAExecutionProvider'] if on_cuda else ['CPUExecutionProvider']
         self.sessions = {
             part.name: onnxruntime.InferenceSession(

@@ -108,6 +108,7 @@ def parity_rows(
     dtype when it ran), ``logit_scale`` (max abs torch logit), ``same_answers`` (greedy
     tokens equal to torch at the same dtype, or at float32 when that is the only
     reference) and ``pass`` for float32 rows (:data:`FP32_TOLERANCE` and same answers).
+    With ``torch_fp16``, torch float16 gets rows too, against torch float32.
     """
     video = tour(frames, size=(240, 320))
     stamps = np.arange(frames, dtype=float)
@@ -122,11 +123,11 @@ def parity_rows(
                 'answers': [engine.ask(q).token_ids for q in QUESTIONS],
             }
     rows = []
-    for backend, dtype in runs:
+    for backend, dtype in [*runs, *references[1:]]:  # torch float16 shows float16's own error
         for policy in POLICIES:
             got = results[backend, dtype, policy]
             fp32 = results['torch', 'float32', policy]
-            same = results.get(('torch', dtype, policy), fp32)
+            same = fp32 if backend == 'torch' else results.get(('torch', dtype, policy), fp32)
             row = {
                 'backend': backend,
                 'dtype': dtype,

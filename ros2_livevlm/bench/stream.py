@@ -327,9 +327,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'{torch.get_num_threads()} threads'
     )
     records = []
-    for backend in backends:  # the same loaded model, one LLM backend after the other
-        engine_config = replace(base.engine_config, llm_backend=backend)
-        backend_base = StreamingVLM(base.model, base.memory_config, engine_config)
+    for backend in backends:  # the same loaded model and encoder, one LLM backend after the other
+        backend_base = base if backend == backends[0] else StreamingVLM(
+            base.model,
+            base.memory_config,
+            replace(base.engine_config, llm_backend=backend),
+            vision_encoder=base.encode,
+        )
         for policy in args.policies.split(','):
             start = time.perf_counter()
             records += stream_policy(backend_base, policy, frames, lengths, args)

@@ -32,6 +32,7 @@ from ros2_livevlm.memory.attention import attention
 from ros2_livevlm.models import LlavaOnevision
 from ros2_livevlm.reference.scenes import scene_image
 from ros2_livevlm.reference.scenes import SCENE_NAMES
+from test_vision_onnx import op_input_types  # one helper for both exports
 import torch
 
 
@@ -45,12 +46,13 @@ SETTINGS = {
 }
 """16 tokens per frame: a 3-frame budget, so every policy evicts (and differs) over 8 frames."""
 QUESTIONS = ('What did the robot see on the table?', 'Did you see a cat?')
-FP16_TOLERANCE = 1e-2
+FP16_TOLERANCE = 2e-3
 """
-Max abs next-token logit difference of float16 graphs against float32 torch, relative to
-the largest logit. Measured on 8 photos, every policy: at most 5e-4 on the tiny checkpoint
-and 7e-3 on the reference model, where float16 torch itself differs from float32 torch by
-as much (up to 7e-3); the greedy answers were the same."""
+Max abs next-token logit difference of float16 graphs against float16 torch, relative to
+the largest logit. Measured on 8 photos, every policy, tiny and reference checkpoints: at
+most 9.3e-4 (the same greedy answers). Against float32 torch both float16 paths differ by
+up to 1.0e-2 (``vsb``, ``livevlm``: float16 scores move a few evictions), so float32 is
+not the reference here."""
 
 
 def photo_frames(num_frames: int) -> np.ndarray:
@@ -154,25 +156,13 @@ def test_chunked_graph_calls_are_exact(vision_cache: Path, vision_tiny_path: Pat
     assert [a.token_ids for a in got['answers']] == [a.token_ids for a in expected['answers']]
 
 
-def op_input_types(path: Path) -> dict[str, set[str]]:
-    """Element types of the first input of every node, per op type (ONNX shape inference)."""
-    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
-    types = {
-        v.name: v.type.tensor_type.elem_type
-        for v in [*graph.value_info, *graph.input, *graph.output]
-    }
-    found: dict[str, set[str]] = {}
-    for node in graph.node:
-        name = onnx.TensorProto.DataType.Name(types.get(node.input[0], onnx.TensorProto.UNDEFINED))
-        found.setdefault(node.op_type, set()).add(name)
-    return found
-
-
 def test_fp16_graphs_keep_norms_and_softmax_in_float32_and_stay_close(
     vision_cache: Path, vision_tiny_path: Path
 ) -> None:
     reference = stream_and_answer(
-        StreamingVLM.from_pretrained(vision_tiny_path, policy='livevlm', **SETTINGS)
+        StreamingVLM.from_pretrained(
+            vision_tiny_path, policy='livevlm', dtype='float16', **SETTINGS
+        )
     )
     engine = StreamingVLM.from_pretrained(
         vision_tiny_path, policy='livevlm', dtype='float16', llm_backend='onnxruntime', **SETTINGS
@@ -187,6 +177,7 @@ def test_fp16_graphs_keep_norms_and_softmax_in_float32_and_stay_close(
     got = stream_and_answer(engine)
     scale = max(x.abs().max().item() for x in reference['logits'])
     assert max_diff(got['logits'], reference['logits']) <= FP16_TOLERANCE * scale
+    assert [a.token_ids for a in got['answers']] == [a.token_ids for a in reference['answers']]
 
 
 def test_bf16_is_refused_by_onnxruntime(vision_cache: Path, vision_tiny_path: Path) -> None:
