@@ -43,10 +43,10 @@ from ..config import split_settings
 from ..engine import Answer as EngineAnswer
 from ..msg import MemoryState
 from ..ros.client import LiveVLMClient
+from ..ros.feed import CameraFeed
+from ..ros.feed import Frame
 from ..ros.process import NodeProcess
 from ..ros.process import NodeProcessError
-from ..ros.worker import CameraFeed
-from ..ros.worker import Frame
 
 STATE_PERIOD_S = 0.1
 """``state_period`` of a started node: MemoryState every 0.1 s of wall time."""
