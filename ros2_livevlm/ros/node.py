@@ -9,37 +9,32 @@ camera subscriptions (QoS chosen from their publishers, :mod:`.subscription`),
 them (pending questions fail with an error); cleanup frees the model. Outputs:
 ``~/answers`` (exactly what each caller got), ``~/memory_state`` and ``/diagnostics``.
 
-Everything that runs while active lives in one :class:`_Session`, replaced as a whole:
+Everything that runs while active lives in one :class:`Session`, replaced as a whole:
 a callback takes the session once and works on it, so tearing down under a running
 callback (Ctrl-C while a camera streams) never leaves it half a node. Camera callbacks
-only sample and convert; the worker thread owns the engines. Services and the action
-server run in their own reentrant callback group on a MultiThreadedExecutor with a thread
-per admissible question plus :data:`SPARE_THREADS`; a waiting question holds its thread,
-every other request is answered at once (refusals included), and requests are never
-dropped by the middleware (:data:`~ros2_livevlm.ros.qos.REQUEST_QOS`). Every callback is
-guarded: an exception is logged with its traceback, counted in diagnostics, and the
-executor keeps running.
+only sample and convert; the worker thread owns the engines; requests are served by
+:class:`~ros2_livevlm.ros.serving.RequestServer` in their own reentrant callback group,
+on a MultiThreadedExecutor with a thread per admissible question plus
+:data:`SPARE_THREADS`. Every callback is guarded (:func:`~ros2_livevlm.ros.errors.guarded`):
+an exception is logged with its traceback, counted in diagnostics, and the executor keeps
+running. :func:`main` exits 0 after SIGINT or SIGTERM, 1 after a fatal worker error.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import field
 import functools
 import importlib.util
 import signal
 import sys
 import threading
 import time
-import traceback
-from typing import Any, Callable, Iterator, Optional, TYPE_CHECKING
+from typing import Any, Callable, Optional, TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
-from rclpy.action import ActionServer
-from rclpy.action import CancelResponse
-from rclpy.action import GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock
 from rclpy.clock import ClockType
@@ -49,8 +44,9 @@ from rclpy.lifecycle import LifecycleNode
 from rclpy.lifecycle import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
-from std_srvs.srv import Trigger
 
+from .errors import ErrorLog
+from .errors import guarded
 from .feed import CameraFeed
 from .feed import Frame
 from .image import ImageConversionError
@@ -59,8 +55,7 @@ from .params import declare_parameters
 from .params import MAX_PENDING_LIMIT
 from .params import NodeSettings
 from .params import read_settings
-from .qos import REQUEST_QOS
-from .status import answer_message
+from .serving import RequestServer
 from .status import CameraReport
 from .status import diagnostics_message
 from .status import memory_state_message
@@ -68,11 +63,8 @@ from .status import NodeReport
 from .status import transport_problem
 from .subscription import CameraSubscription
 from .subscription import REFRESH_PERIOD_S
-from .worker import Question
 from .worker import Worker
-from .. import action as _action
 from .. import msg as _msg
-from .. import srv as _srv
 
 if TYPE_CHECKING:
     from ..engine import StreamingVLM
@@ -107,15 +99,20 @@ def load_engine(settings: NodeSettings) -> StreamingVLM:
 
 
 @dataclass
-class _Session:
-    """What runs while the node is active."""
+class Session:
+    """What runs while the node is active (created by activate, torn down by deactivate)."""
 
     settings: NodeSettings
     feeds: dict[str, CameraFeed]
     worker: Worker
-    cameras: dict[str, CameraSubscription]
-    services: list[Any]
-    timers: list[Any]
+    requests: RequestServer
+    cameras: dict[str, CameraSubscription] = field(default_factory=dict)
+    timers: list[Any] = field(default_factory=list)
+
+    def refresh_cameras(self) -> None:
+        """Re-read every camera topic's publishers (QoS ``auto``)."""
+        for camera in self.cameras.values():
+            camera.refresh()
 
 
 class LiveVLMNode(LifecycleNode):
@@ -134,23 +131,19 @@ class LiveVLMNode(LifecycleNode):
         self._load_engine = load_engine
         self._node_settings: Optional[NodeSettings] = None
         self._engines: dict = {}
-        self._session: Optional[_Session] = None
+        self._session: Optional[Session] = None
         self._outputs: dict = {}
-        self._inflight = 0
-        self._inflight_done = threading.Condition()
         self._closing = False
-        self._callback_errors = 0
-        self._last_callback_error = ''
-        self._logged_errors: set[tuple[str, ...]] = set()
         self._problem_logged: dict[str, float] = {}
         self.fatal_error = ''
         self.stop_requested = threading.Event()
         super().__init__('livevlm', **kwargs)
+        self.errors = ErrorLog(self.get_logger())  # exceptions caught in callbacks
         declare_parameters(self)
         self._serve_group = ReentrantCallbackGroup()  # services and action server
         if self.get_parameter('autostart').value is True:
             self._autostart_timer = self.create_timer(
-                0.0, self._guarded('autostart', self._on_autostart))
+                0.0, guarded(self.errors, 'autostart', self._on_autostart))
         else:
             self.get_logger().info(
                 'unconfigured, waiting for the lifecycle transitions (`ros2 lifecycle set '
@@ -214,37 +207,24 @@ class LiveVLMNode(LifecycleNode):
                         clip_timeout=settings.clip_timeout,
                         flush_on_question=settings.flush_on_question,
                         max_pending=settings.max_pending_questions, on_fatal=self._on_fatal)
-        session = _Session(settings, feeds, worker, {}, [], [])
         worker.start()
+        requests = RequestServer(self, feeds, worker, self._publish_answer, self.errors,
+                                 self._serve_group)
+        session = Session(settings, feeds, worker, requests)
         for camera in settings.cameras:
             session.cameras[camera.name] = CameraSubscription(
                 self, camera.name, compressed=camera.compressed, setting=camera.reliability,
-                depth=camera.depth, on_message=self._guarded(
-                    f'camera {camera.name}', functools.partial(self._on_image, session,
-                                                               camera.name)))
-        group = self._serve_group
-        session.services = [
-            self.create_service(_srv.Query, '~/query',
-                                self._guarded('~/query', self._on_query, self._query_failed),
-                                qos_profile=REQUEST_QOS, callback_group=group),
-            self.create_service(Trigger, '~/reset',
-                                self._guarded('~/reset', self._on_reset, _reset_failed),
-                                qos_profile=REQUEST_QOS, callback_group=group),
-            ActionServer(self, _action.Ask, '~/ask',
-                         self._guarded('~/ask', self._execute_ask, self._ask_failed),
-                         goal_callback=self._guarded('~/ask goal', self._on_goal,
-                                                     lambda goal: GoalResponse.REJECT),
-                         cancel_callback=_accept_cancel, callback_group=group,
-                         goal_service_qos_profile=REQUEST_QOS,
-                         result_service_qos_profile=REQUEST_QOS,
-                         cancel_service_qos_profile=REQUEST_QOS),
-        ]
+                depth=camera.depth, on_message=guarded(
+                    self.errors, f'camera {camera.name}',
+                    functools.partial(self._on_image, session, camera.name)))
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs while sim time stands still
         session.timers = [
-            self.create_timer(settings.state_period, self._guarded(
-                'state', functools.partial(self._publish_state, session)), clock=steady),
-            self.create_timer(REFRESH_PERIOD_S, self._guarded(
-                'qos', functools.partial(_refresh_cameras, session)), clock=steady),
+            self.create_timer(settings.state_period, guarded(
+                self.errors, 'state', functools.partial(self._publish_state, session)),
+                clock=steady),
+            self.create_timer(REFRESH_PERIOD_S, guarded(
+                self.errors, 'qos', session.refresh_cameras),
+                clock=steady),
         ]
         self._session = session
         self.get_logger().info(
@@ -274,7 +254,7 @@ class LiveVLMNode(LifecycleNode):
         self._release()
 
     def _stop(self, reason: str) -> None:
-        session, self._session = self._session, None  # new requests: "not active"
+        session, self._session = self._session, None
         if session is None:
             return
         for timer in session.timers:
@@ -282,13 +262,7 @@ class LiveVLMNode(LifecycleNode):
         for camera in session.cameras.values():
             camera.destroy()
         session.worker.stop(reason)  # queued questions fail, a running answer stops
-        with self._inflight_done:  # let pending requests send their error responses
-            self._inflight_done.wait_for(lambda: self._inflight == 0, timeout=10.0)
-        time.sleep(0.2)  # results on their way to clients
-        query, reset, action_server = session.services
-        action_server.destroy()
-        self.destroy_service(query)
-        self.destroy_service(reset)
+        session.requests.close(reason)  # after their responses went out
 
     def _release(self) -> None:
         for publisher in self._outputs.values():
@@ -304,40 +278,12 @@ class LiveVLMNode(LifecycleNode):
                                 'launch file with respawn=True does)')
         self.stop_requested.set()
 
-    # ---- guarded callbacks ----------------------------------------------------------
-
-    def _guarded(self, name: str, callback: Callable[..., Any],
-                 fallback: Callable[..., Any] = lambda *args: None) -> Callable[..., Any]:
-        """Wrap a callback: an exception is reported and ``fallback(*args)`` returned."""
-        @functools.wraps(callback)
-        def run(*args: Any) -> Any:
-            try:
-                return callback(*args)
-            except Exception as err:  # noqa: B902 - no callback may end the executor
-                self.report_error(name, err)
-                return fallback(*args)
-        return run
-
-    def report_error(self, where: str, err: Exception) -> None:
-        """Log an exception caught in ``where`` (traceback the first time) and count it."""
-        message = f'{where}: {type(err).__name__}: {err}'
-        key = (where, type(err).__name__, str(err))
-        self._callback_errors += 1
-        self._last_callback_error = message
-        if key not in self._logged_errors and len(self._logged_errors) < 100:
-            self._logged_errors.add(key)
-            trace = ''.join(traceback.format_exception(type(err), err, err.__traceback__))
-            self.get_logger().error(f'unexpected error in {message}\n{trace.rstrip()}')
-        else:
-            self.get_logger().error(f'unexpected error in {message} (again)',
-                                    throttle_duration_sec=10.0)
-
     # ---- cameras ----------------------------------------------------------------------
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_image(self, session: _Session, camera: str, msg: Any) -> None:
+    def _on_image(self, session: Session, camera: str, msg: Any) -> None:
         feed, now = session.feeds[camera], self._now()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if stamp == 0.0:
@@ -361,117 +307,14 @@ class LiveVLMNode(LifecycleNode):
         feed.push(Frame(rgb, stamp, msg.header.frame_id))
         session.worker.wake()
 
-    # ---- questions --------------------------------------------------------------------
-
-    @contextmanager
-    def _request(self) -> Iterator[None]:
-        with self._inflight_done:
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._inflight_done:
-                self._inflight -= 1
-                self._inflight_done.notify_all()
-
-    def _ask(self, request: Any, on_token: Optional[Callable] = None,
-             cancelled: Callable[[], bool] = lambda: False) -> _msg.Answer:
-        """
-        Answer a Query request or an Ask goal (same fields); publish the message on ~/answers.
-
-        Returns the Answer message: the answer, or success false with the reason.
-        """
-        session = self._session
-        names = list(session.feeds) if session is not None else []
-        camera = request.camera or (names[0] if names else '')
-        question = Question(camera, request.question, request.max_new_tokens or None,
-                            on_token=on_token, cancelled=cancelled)
-        if request.use_time_window:
-            question.time_window = tuple(t.sec + t.nanosec * 1e-9
-                                         for t in (request.window_start, request.window_end))
-        bad = _msg.Answer.ERROR_BAD_REQUEST
-        if session is None:
-            question.fail('the node is not active', _msg.Answer.ERROR_NOT_ACTIVE)
-        elif not request.question.strip():
-            question.fail('the question is empty; ask something, e.g. "What is on the table?"',
-                          bad)
-        elif camera not in session.feeds:
-            question.fail(f'unknown camera {camera!r}; cameras: {", ".join(names)}', bad)
-        elif session.worker.submit(question):
-            question.done.wait()
-        feed = session.feeds.get(camera) if session is not None else None
-        stats = session.worker.stats(camera) if feed is not None else None
-        message = answer_message(question, stats, feed.frame_id if feed else '')
-        self._publish_answer(message)
-        return message
-
     def _publish_answer(self, message: _msg.Answer) -> None:
         publisher = self._outputs.get('answers')
         if publisher is not None and publisher.is_activated:
             publisher.publish(message)
 
-    def _on_query(self, request: Any, response: Any) -> Any:
-        with self._request():
-            response.answer = self._ask(request)
-        return response
-
-    def _query_failed(self, request: Any, response: Any) -> Any:
-        response.answer = _internal_error(request)
-        self._publish_answer(response.answer)
-        return response
-
-    def _on_reset(self, request: Any, response: Any) -> Any:
-        with self._request():
-            session = self._session
-            if session is None:
-                response.message = 'the node is not active'
-                return response
-            for feed in session.feeds.values():
-                feed.request_reset()
-            session.worker.wake()
-            deadline = time.monotonic() + 30.0
-            while any(f.reset_pending for f in session.feeds.values()):
-                if time.monotonic() > deadline or not session.worker.alive:
-                    response.message = 'the reset did not complete (the node is stopping)'
-                    return response
-                time.sleep(0.01)
-            response.success = True
-            response.message = f'memory reset: {", ".join(session.feeds)}'
-        return response
-
-    def _on_goal(self, goal: Any) -> GoalResponse:
-        if self._session is None:  # while active every goal is accepted; refusals come
-            self.get_logger().warning('Ask goal rejected: the node is not active')
-            return GoalResponse.REJECT  # as an aborted result with the reason
-        return GoalResponse.ACCEPT
-
-    def _execute_ask(self, goal_handle: Any) -> Any:
-        partial: list[str] = []
-
-        def on_token(token_id: int, delta: str) -> bool:
-            if goal_handle.is_cancel_requested:
-                return False
-            partial.append(delta)
-            goal_handle.publish_feedback(_action.Ask.Feedback(
-                partial_text=''.join(partial), delta=delta, tokens_generated=len(partial)))
-            return True
-
-        with self._request():
-            message = self._ask(goal_handle.request, on_token,
-                                lambda: goal_handle.is_cancel_requested)
-            _end_goal(goal_handle, message)
-        return _action.Ask.Result(answer=message)
-
-    def _ask_failed(self, goal_handle: Any) -> Any:
-        message = _internal_error(goal_handle.request)
-        self._publish_answer(message)
-        if goal_handle.is_active:
-            goal_handle.abort()
-        return _action.Ask.Result(answer=message)
-
     # ---- state ------------------------------------------------------------------------
 
-    def _publish_state(self, session: _Session) -> None:
+    def _publish_state(self, session: Session) -> None:
         now = self.get_clock().now()
         reports = []
         for camera, feed in session.feeds.items():
@@ -483,7 +326,7 @@ class LiveVLMNode(LifecycleNode):
                                         feed.time_jumps))
             self._log_problem(camera, transport_problem(transport))
         node = NodeReport(session.worker.alive, session.worker.fatal_error,
-                          self._callback_errors, self._last_callback_error,
+                          self.errors.count, self.errors.last,
                           session.worker.pending)
         self._outputs['diagnostics'].publish(
             diagnostics_message(self.get_fully_qualified_name(), reports, node, now))
@@ -502,36 +345,6 @@ class LiveVLMNode(LifecycleNode):
         return pending + SPARE_THREADS
 
 
-def _refresh_cameras(session: _Session) -> None:
-    for camera in session.cameras.values():
-        camera.refresh()
-
-
-def _accept_cancel(goal_handle: Any) -> CancelResponse:
-    return CancelResponse.ACCEPT
-
-
-def _reset_failed(request: Any, response: Any) -> Any:
-    response.success, response.message = False, 'the reset failed (see the node log)'
-    return response
-
-
-def _internal_error(request: Any) -> _msg.Answer:
-    return _msg.Answer(success=False, error_code=_msg.Answer.ERROR_INTERNAL,
-                       error='internal error (see the node log)', camera=request.camera,
-                       question=request.question)
-
-
-def _end_goal(goal_handle: Any, message: _msg.Answer) -> None:
-    """End an Ask goal as its Answer says (one truth for the result and ~/answers)."""
-    if message.success:
-        goal_handle.succeed()
-    elif message.error_code == _msg.Answer.ERROR_CANCELLED and goal_handle.is_cancel_requested:
-        goal_handle.canceled()
-    else:
-        goal_handle.abort()
-
-
 def _spin(executor: MultiThreadedExecutor, node: LiveVLMNode, running: threading.Event) -> None:
     """Spin until ``running`` is cleared; an exception out of the executor is reported."""
     while running.is_set():
@@ -540,7 +353,8 @@ def _spin(executor: MultiThreadedExecutor, node: LiveVLMNode, running: threading
         except ExternalShutdownException:
             return
         except Exception as err:  # noqa: B902 - the executor must outlive any callback
-            node.report_error('executor', err)
+            node.errors.report(f'unexpected error in the executor: {type(err).__name__}: '
+                               f'{err}', err)
 
 
 def main(args: Optional[list[str]] = None,

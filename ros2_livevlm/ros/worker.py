@@ -33,6 +33,7 @@ from typing import Iterator
 from typing import Optional
 from typing import TYPE_CHECKING
 
+from .errors import ErrorLog
 from .feed import CameraFeed
 from .feed import Frame
 from ..msg import Answer as AnswerMessage
@@ -152,7 +153,7 @@ class Worker:
         self._thread: Optional[threading.Thread] = None
         self._stats = {name: engine.stats() for name, engine in engines.items()}
         self._health = {name: CameraHealth() for name in engines}
-        self._logged: set[tuple[str, ...]] = set()
+        self._errors = ErrorLog(logger)
         self._last_sample = {name: now() for name in engines}
 
     def start(self) -> None:
@@ -256,7 +257,8 @@ class Worker:
     def _die(self, err: Exception) -> None:
         cause = str(err) if isinstance(err, _Fatal) else f'{type(err).__name__}: {err}'
         message = f'the worker stopped after a fatal error: {cause}'
-        self._log.fatal(f'{message}\n{_traceback(err)}')
+        trace = ''.join(traceback.format_exception(type(err), err, err.__traceback__))
+        self._log.fatal(f'{message}\n{trace.rstrip()}')
         with self._lock:
             self.fatal_error = message
             pending, self._questions = list(self._questions) + self._running, deque()
@@ -285,8 +287,8 @@ class Worker:
         except Exception as err:  # noqa: B902 - any engine failure is reported and survived
             steps.close()
             message = self._record_fault(camera, operation, err)
+            self._reset(camera)  # before the questions fail: they see the memory reset
             self._fail_waiting(camera, f'{message}; the memory of camera {camera} was reset')
-            self._reset(camera)
             return False
         finally:
             steps.close()  # an abandoned prefill leaves the committed memory as it was
@@ -329,21 +331,13 @@ class Worker:
         self._snapshot(camera)
 
     def _record_fault(self, camera: str, operation: str, err: Exception) -> str:
-        """Count a failed engine call; log its traceback the first time it occurs."""
+        """Count a failed engine call in its camera's health and log it (once in full)."""
         message = f'{operation} failed on camera {camera}: {type(err).__name__}: {err}'
-        key = (camera, operation, type(err).__name__, str(err))
         with self._lock:
             health = self._health[camera]
             health.errors += 1
             health.last_error, health.failing = message, True
-            first = key not in self._logged
-            if first and len(self._logged) < 100:
-                self._logged.add(key)
-        if first:
-            self._log.error(f'{message}\n{_traceback(err)}')
-        else:
-            self._log.error(f'{message} (again; {health.errors} engine errors on camera '
-                            f'{camera})', throttle_duration_sec=10.0)
+        self._errors.report(message, err)
         return message
 
     def _mark_healthy(self, camera: str) -> None:
@@ -458,7 +452,3 @@ class Worker:
                 f'was reset (received {counters.frames_received}, sampled '
                 f'{counters.frames_sampled}, invalid {counters.frames_dropped_invalid}); '
                 'check that the camera publishes on its topic (see /diagnostics)')
-
-
-def _traceback(err: BaseException) -> str:
-    return ''.join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip()

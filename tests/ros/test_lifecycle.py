@@ -62,12 +62,7 @@ def test_transitions_sim_time_and_sigterm(node, client):
         assert client.change_state(Transition.TRANSITION_ACTIVATE)
         assert client.get_state() == 'active'
         camera = client.node.create_publisher(Image, '/image', QoSProfile(depth=10))
-        client.wait_for(lambda: client.state('image'), 30.0)
-        client.wait_for(lambda: client.state('image').reliability == 'reliable', 30.0)
-        client.wait_for(camera.get_subscription_count, 30.0)
-        for i in range(3):
-            camera.publish(encoded_photo(photo(i), 'rgb8', stamp=SIM_TIME - 10.0 + i))
-        client.wait_for(lambda: client.state('image').frames_sampled == 3, 30.0)
+        send_frames(client, camera)
         answer = client.query('What is it?')
         assert answer.success and answer.frames_in_memory == 3
         state = client.state('image')
