@@ -168,8 +168,9 @@ def test_a_burst_of_50_queries_and_50_goals_while_streaming_is_answered(node, cl
 
 def test_sigint_while_streaming_and_asking_exits_cleanly(node, client):
     camera = reliable_camera(client)
-    with streaming(camera, start=400.0):
-        time.sleep(1.0)
+    received = client.state('image').frames_received
+    with streaming(camera, start=400.0):  # frames arrive while the node stops
+        client.wait_for(lambda: client.state('image').frames_received >= received + 5, 30.0)
         pending = [client.query_async('What is it?') for _ in range(8)]
         started = time.monotonic()
         node.process.send_signal(signal.SIGINT)
