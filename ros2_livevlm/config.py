@@ -37,7 +37,8 @@ BUCKET_MODES = ('candidate', 'stream')
 RETRIEVAL_KEYS = ('position_agnostic', 'positional')
 RETRIEVALS = ('pages', 'clusters')
 DTYPES = ('auto', 'float32', 'float16', 'bfloat16')
-VISION_BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
+BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
+"""Compute backends of the vision encoder and of the LLM (``ros2_livevlm.backends``)."""
 KERNELS = ('torch', 'triton')
 
 
@@ -148,9 +149,14 @@ class EngineConfig:
         dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``float16``
             or ``bfloat16``.
         vision_backend: ``torch``, ``onnxruntime`` or ``tensorrt`` for the vision encoder.
+        llm_backend: ``torch``, ``onnxruntime`` or ``tensorrt`` for the LLM's dense compute
+            and attention kernel (per layer: norm + q/k/v, attention, o_proj + MLP; final
+            norm + LM head); the memory keeps choosing what each layer attends to.
+            ``onnxruntime`` runs float32 or float16 (CPU, or its CUDA provider);
+            ``tensorrt`` needs engines from ``build_engines``.
         kernels: ``torch`` (reference) or ``triton`` for the memory kernels.
-        engine_cache_dir: directory of built TensorRT engines (``vision_backend=tensorrt``);
-            empty = ``$XDG_CACHE_HOME/ros2_livevlm/engines``.
+        engine_cache_dir: directory of built TensorRT engines (``vision_backend`` or
+            ``llm_backend`` ``tensorrt``); empty = ``$XDG_CACHE_HOME/ros2_livevlm/engines``.
     """
 
     frames_per_clip: int = 32
@@ -158,7 +164,8 @@ class EngineConfig:
     system_prompt: str = 'You are a helpful assistant.'
     device: str = 'cpu'
     dtype: str = field(default='auto', metadata={'choices': DTYPES})
-    vision_backend: str = field(default='torch', metadata={'choices': VISION_BACKENDS})
+    vision_backend: str = field(default='torch', metadata={'choices': BACKENDS})
+    llm_backend: str = field(default='torch', metadata={'choices': BACKENDS})
     kernels: str = field(default='torch', metadata={'choices': KERNELS})
     engine_cache_dir: str = ''
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backends import make_llm
 from .backends import make_vision_encoder
 from .backends import memory_kernels
 from .backends import VisionEncoder
@@ -48,6 +49,7 @@ from .memory import make_policy
 from .memory import Rope
 from .memory import VideoMemory
 from .models import check_device
+from .models import DecoderParts
 from .models import LlavaOnevision
 from .models import resolve_dtype
 from .persistence import DEFAULT_MEMORY_NAME
@@ -154,6 +156,8 @@ class StreamingVLM:
         engine_config: clip size, answer length, system prompt, device, backends.
         vision_encoder: an encoder to share (as :meth:`new_stream` does); default: built
             for ``engine_config.vision_backend``.
+        llm: the LLM's compute to share (as :meth:`new_stream` does); default: built for
+            ``engine_config.llm_backend``.
     """
 
     def __init__(
@@ -163,6 +167,7 @@ class StreamingVLM:
         engine_config: EngineConfig,
         *,
         vision_encoder: VisionEncoder | None = None,
+        llm: DecoderParts | None = None,
     ) -> None:
         self.model = model
         self.memory_config = memory_config
@@ -170,7 +175,8 @@ class StreamingVLM:
         self.rope = Rope(model.inv_freq.to(model.device), model.attention_scaling)
         self.policy = make_policy(memory_config, model.tokens_per_frame)
         self.encode = vision_encoder or make_vision_encoder(model, engine_config)
-        self.kernels = memory_kernels(engine_config)
+        self.llm = llm or make_llm(model, engine_config)
+        self.kernels = memory_kernels(engine_config, self.llm)
         self.memory = self._empty_memory()
         self._prefill_init()
         self._reset_stream()
@@ -216,6 +222,7 @@ class StreamingVLM:
             replace(self.memory_config, **memory_settings),
             self.engine_config,
             vision_encoder=self.encode,
+            llm=self.llm,
         )
 
     # ---- state ----------------------------------------------------------------------
@@ -239,7 +246,7 @@ class StreamingVLM:
         )
         hidden = self.model.embed_tokens(ids)
         for layer in range(self.model.num_layers):
-            hidden = self.model.layer_forward(layer, hidden, writer.attend)
+            hidden = self.llm.layer_forward(layer, hidden, writer.attend)
         writer.commit_init()
 
     def _reset_stream(self) -> None:
@@ -509,7 +516,7 @@ class StreamingVLM:
         )
         hidden = tokens.reshape(num_frames * per_frame, -1)  # [T, D]
         for layer in range(self.model.num_layers):
-            hidden = self.model.layer_forward(layer, hidden, writer.attend)
+            hidden = self.llm.layer_forward(layer, hidden, writer.attend)
             yield
         writer.commit(frame_ids.repeat_interleave(per_frame), stamps.repeat_interleave(per_frame))
         offload = self._offload_device()
@@ -566,8 +573,8 @@ class StreamingVLM:
             kernels=self.kernels,
         )
         for layer in range(self.model.num_layers):
-            hidden = self.model.layer_forward(layer, hidden, context.attend)
-        return context, self.model.logits(hidden[-1:])[0]
+            hidden = self.llm.layer_forward(layer, hidden, context.attend)
+        return context, self.llm.logits(hidden[-1:])[0]
 
     def offline_inputs(
         self, frames: np.ndarray | torch.Tensor, question: str
@@ -680,8 +687,8 @@ class StreamingVLM:
                 break
             hidden = self.model.embed_tokens(torch.tensor([token]))
             for layer in range(self.model.num_layers):
-                hidden = self.model.layer_forward(layer, hidden, context.attend)
-            logits = self.model.logits(hidden)[0]
+                hidden = self.llm.layer_forward(layer, hidden, context.attend)
+            logits = self.llm.logits(hidden)[0]
         return Answer(
             text=tokenizer.decode(token_ids, skip_special_tokens=True),
             token_ids=token_ids,

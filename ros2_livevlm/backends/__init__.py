@@ -1,18 +1,20 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-Compute backends: the vision encoder and the memory kernels.
+Compute backends: the vision encoder, the LLM and the memory kernels.
 
-The vision encoder runs on torch, onnxruntime or TensorRT; the memory kernels on torch or
-Triton. The torch paths are the reference every other backend is tested against.
+The vision encoder and the LLM run on torch, onnxruntime or TensorRT; the memory kernels
+on torch or Triton. The torch paths are the reference every other backend is tested
+against.
 
-The engine asks this module for its vision encoder and kernel set; heavy or optional
+The engine asks this module for its vision encoder, LLM and kernel set; heavy or optional
 dependencies (onnxruntime, tensorrt, triton) are imported only when selected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -20,6 +22,7 @@ from ..config import EngineConfig
 from ..memory.kernels import MemoryKernels
 from ..memory.kernels import TORCH_KERNELS
 from ..models import LlavaOnevision
+from ..models.llava_onevision import DecoderParts
 
 
 VisionEncoder = Callable[[torch.Tensor], torch.Tensor]
@@ -55,9 +58,44 @@ def make_vision_encoder(model: LlavaOnevision, config: EngineConfig) -> VisionEn
     raise RuntimeError(f'vision_backend={config.vision_backend!r} is not available in this build')
 
 
-def memory_kernels(config: EngineConfig) -> MemoryKernels:
+def make_llm(model: LlavaOnevision, config: EngineConfig) -> DecoderParts:
     """
-    Return the memory kernel set named by ``config.kernels``.
+    Return the LLM named by ``config.llm_backend``, validated now (configure time).
+
+    ``torch``: the model's own layers. ``onnxruntime``: the four cached ONNX graphs of
+    :mod:`.llm` (norm + q/k/v, attention, o_proj + MLP, final norm + LM head), exported on
+    first use with a log line. ``tensorrt``: their engines built by ``build_engines`` for
+    this model, precision, TensorRT version and GPU; never built here. The memory still
+    chooses what every layer attends to; the compiled attention becomes its kernel
+    (:func:`memory_kernels`).
+
+    Raises:
+        ValueError: a setting the backend cannot serve (bfloat16 or a CUDA device without
+            onnxruntime-gpu on onnxruntime, a relative ``engine_cache_dir``), or a model
+            not loaded from a directory.
+        RuntimeError: TensorRT or a GPU is missing (``TensorRTUnavailable``) or an engine
+            is missing, stale or built for another TensorRT/GPU (``EngineCacheError``);
+            the message says how to fix it.
+    """
+    if config.llm_backend == 'torch':
+        return model
+    if config.llm_backend == 'onnxruntime':
+        from .llm_onnxruntime import onnxruntime_decoder
+
+        return onnxruntime_decoder(model)
+    if config.llm_backend == 'tensorrt':
+        from .llm_tensorrt import tensorrt_decoder
+
+        return tensorrt_decoder(model, config.engine_cache_dir)
+    raise RuntimeError(f'llm_backend={config.llm_backend!r} is not available in this build')
+
+
+def memory_kernels(config: EngineConfig, llm: DecoderParts | None = None) -> MemoryKernels:
+    """
+    Return the memory kernel set named by ``config.kernels``, with ``llm``'s attention.
+
+    A compiled LLM (``llm.attention`` set) replaces the set's ``attention`` (clip prefill,
+    and the answer unless the set reads pages in place with ``paged_attention``).
 
     ``torch``: the reference set (:data:`~ros2_livevlm.memory.kernels.TORCH_KERNELS`), any
     device. ``triton``: Triton kernels for the VSB scores, the PaR page scores
@@ -70,6 +108,13 @@ def memory_kernels(config: EngineConfig) -> MemoryKernels:
         RuntimeError: Triton is not installed, or ``kernels=triton`` on a device Triton
             cannot run on (the message says what to set instead).
     """
+    kernels = _named_kernels(config)
+    if llm is None or llm.attention is None:
+        return kernels
+    return replace(kernels, name=f'{kernels.name}+{llm.name}', attention=llm.attention)
+
+
+def _named_kernels(config: EngineConfig) -> MemoryKernels:
     if config.kernels == 'torch':
         return TORCH_KERNELS
     try:

@@ -1,17 +1,23 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-Where compiled vision encoders live, what they are keyed by, and when one is stale.
+Where compiled models live, what they are keyed by, and when one is stale.
 
-One fingerprint of a checkpoint keys everything compiled from it: a SHA-256 over its
-``config.json`` and ``*.safetensors`` files (:func:`model_fingerprint`). ONNX exports are
-keyed by (fingerprint, precision, export recipe version); TensorRT engines additionally by
-the TensorRT version and the GPU's compute capability, because an engine deserializes only
-on the TensorRT release, and by default the GPU architecture, it was built for::
+Two components are compiled: the vision encoder (``vision``) and the LLM's parts
+(``llm``: one graph per part, :mod:`.llm`). One fingerprint of a checkpoint keys everything
+compiled from it: a SHA-256 over its ``config.json`` and ``*.safetensors`` files
+(:func:`model_fingerprint`). ONNX exports are keyed by (component, fingerprint, precision,
+export recipe version); TensorRT engines additionally by the TensorRT version and the GPU's
+compute capability, because an engine deserializes only on the TensorRT release, and by
+default the GPU architecture, it was built for::
 
-  <cache>/onnx/<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>/vision.onnx   (+ vision.onnx.data)
-  <engine cache>/vision-<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>-trt<version>-sm<cc>.engine
-  <engine cache>/vision-...-sm<cc>.json     the sidecar: full key, model path, GPU, batch profile
+  <cache>/onnx/vision-<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>/vision.onnx (+ .data)
+  <cache>/onnx/llm-<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>/llm_<part>.onnx, one per part
+  <engine cache>/<engine>-<fingerprint[:16]>-<precision>-v<EXPORT_VERSION>-trt<ver>-sm<cc>.engine
+  <engine cache>/<engine>-...-sm<cc>.json   the sidecar: full key, model path, GPU, profiles
+
+where ``<engine>`` is ``vision`` or ``llm_<part>`` (``llm_qkv``, ``llm_attention``,
+``llm_output``, ``llm_head``).
 
 ``<cache>`` is :func:`~ros2_livevlm.config.cache_dir`; the engine cache is
 ``EngineConfig.engine_cache_dir`` (default ``<cache>/engines``), never the working
@@ -46,11 +52,11 @@ PRECISIONS: dict[str, torch.dtype] = {
 
 EXPORT_VERSION = 1
 """
-Version of the ONNX export recipe (graph, names, fp32 islands); bump it when the exported
+Version of the ONNX export recipes (graphs, names, fp32 islands); bump it when an exported
 graph changes, so every cached export and engine built from an older recipe is rebuilt."""
 
 MODEL_FILE_PATTERNS = ('config.json', '*.safetensors')
-"""Checkpoint files whose bytes define the vision path's output (the fingerprint's input)."""
+"""Checkpoint files whose bytes define the compiled graphs' outputs (the fingerprint's input)."""
 
 ONNX_FILE = 'vision.onnx'
 
@@ -70,7 +76,7 @@ def precision_of(dtype: torch.dtype) -> str:
         if candidate == dtype:
             return name
     names = ', '.join(map(str, PRECISIONS.values()))
-    raise ValueError(f'dtype {dtype} has no vision-encoder precision; use one of {names}')
+    raise ValueError(f'dtype {dtype} has no compiled precision; use one of {names}')
 
 
 def _file_sha256(path: Path) -> str:
@@ -119,9 +125,9 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return fingerprint
 
 
-def onnx_export_dir(fingerprint: str, precision: str) -> Path:
-    """Directory of the cached ONNX export (``vision.onnx`` + external weights) for a key."""
-    return cache_dir('onnx') / f'{fingerprint[:16]}-{precision}-v{EXPORT_VERSION}'
+def onnx_export_dir(fingerprint: str, precision: str, component: str = 'vision') -> Path:
+    """Directory of the cached ONNX export of ``component`` (``vision`` or ``llm``) for a key."""
+    return cache_dir('onnx') / f'{component}-{fingerprint[:16]}-{precision}-v{EXPORT_VERSION}'
 
 
 def engine_cache_root(engine_cache_dir: str) -> Path:
@@ -144,27 +150,31 @@ def engine_cache_root(engine_cache_dir: str) -> Path:
 
 
 @dataclass(frozen=True)
-class BatchProfile:
+class AxisProfile:
     """
-    TensorRT optimization profile of the batch (frames) axis.
+    The range of one dynamic axis in a TensorRT optimization profile.
 
-    ``min_batch <= opt_batch <= max_batch`` frames; the sidecar stores them as ``min``,
-    ``opt`` and ``max``.
+    ``min_size <= opt_size <= max_size``; TensorRT tunes its kernels for ``opt_size``. The
+    sidecar stores them as ``[min, opt, max]``.
 
     Raises:
         ValueError: a bound below 1 or out of order.
     """
 
-    min_batch: int = 1
-    opt_batch: int = 32
-    max_batch: int = 32
+    min_size: int = 1
+    opt_size: int = 32
+    max_size: int = 32
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+        if not 1 <= self.min_size <= self.opt_size <= self.max_size:
             raise ValueError(
-                'batch profile needs 1 <= min <= opt <= max frames, '
-                f'got {self.min_batch}, {self.opt_batch}, {self.max_batch}'
+                'an optimization profile needs 1 <= min <= opt <= max, '
+                f'got {self.min_size}, {self.opt_size}, {self.max_size}'
             )
+
+
+Profile = dict[str, AxisProfile]
+"""One optimization profile: dynamic axis name (the ONNX ``dim_param``) -> its range."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,7 @@ class EngineKey:
         tensorrt_version: ``tensorrt.__version__`` of the builder, e.g. ``10.3.0.30``.
         compute_capability: of the GPU it was built on, e.g. ``8.7`` (Jetson Orin).
         export_version: :data:`EXPORT_VERSION` of the ONNX recipe.
+        engine: what the engine computes: ``vision`` or ``llm_<part>`` (:mod:`.llm`).
     """
 
     model_hash: str
@@ -185,13 +196,14 @@ class EngineKey:
     tensorrt_version: str
     compute_capability: str
     export_version: int = EXPORT_VERSION
+    engine: str = 'vision'
 
     @property
     def stem(self) -> str:
         """File name without suffix, e.g. ``vision-3f2a9c1e7b5d4a60-fp16-v1-trt10.3.0.30-sm87``."""
         sm = self.compute_capability.replace('.', '')
         model = f'{self.model_hash[:16]}-{self.precision}-v{self.export_version}'
-        return f'vision-{model}-trt{self.tensorrt_version}-sm{sm}'
+        return f'{self.engine}-{model}-trt{self.tensorrt_version}-sm{sm}'
 
     def mismatches(self, other: EngineKey) -> list[str]:
         """List why an engine built for ``self`` does not serve ``other``, a phrase per field."""
@@ -231,7 +243,7 @@ class EngineEntry:
         engine_path: the serialized engine (``<key.stem>.engine``).
         model_path: absolute checkpoint directory it was built from.
         gpu_name: ``torch.cuda.get_device_name`` of the builder's GPU.
-        batch: the optimization profile of the frames axis.
+        profiles: the optimization profiles, in the engine's order.
         engine_bytes: size of the serialized engine, bytes (a truncated file is refused).
         built_at: UTC time of the build, ISO 8601.
     """
@@ -240,7 +252,7 @@ class EngineEntry:
     engine_path: Path
     model_path: str
     gpu_name: str
-    batch: BatchProfile
+    profiles: tuple[Profile, ...]
     engine_bytes: int
     built_at: str
 
@@ -252,7 +264,7 @@ def store_engine(
     *,
     model_path: str | Path,
     gpu_name: str,
-    batch: BatchProfile,
+    profiles: tuple[Profile, ...],
 ) -> EngineEntry:
     """
     Write a serialized engine and then its sidecar into the cache ``root`` (each atomically).
@@ -266,7 +278,7 @@ def store_engine(
         engine_path=engine_path,
         model_path=str(Path(model_path).expanduser().resolve()),
         gpu_name=gpu_name,
-        batch=batch,
+        profiles=profiles,
         engine_bytes=len(serialized),
         built_at=datetime.now(timezone.utc).isoformat(timespec='seconds'),
     )
@@ -275,7 +287,10 @@ def store_engine(
         'key': asdict(key),
         'model_path': entry.model_path,
         'gpu_name': gpu_name,
-        'batch': {'min': batch.min_batch, 'opt': batch.opt_batch, 'max': batch.max_batch},
+        'profiles': [
+            {axis: [r.min_size, r.opt_size, r.max_size] for axis, r in profile.items()}
+            for profile in profiles
+        ],
         'engine_bytes': entry.engine_bytes,
         'built_at': entry.built_at,
     }
@@ -296,7 +311,10 @@ def _read_sidecar(path: Path) -> EngineEntry:
         engine_path=path.with_suffix('.engine'),
         model_path=data['model_path'],
         gpu_name=data['gpu_name'],
-        batch=BatchProfile(data['batch']['min'], data['batch']['opt'], data['batch']['max']),
+        profiles=tuple(
+            {axis: AxisProfile(*bounds) for axis, bounds in profile.items()}
+            for profile in data['profiles']
+        ),
         engine_bytes=int(data['engine_bytes']),
         built_at=data['built_at'],
     )
@@ -329,7 +347,7 @@ def find_engine(root: Path, key: EngineKey, model_path: str | Path) -> EngineEnt
     """
     model_path = str(Path(model_path).expanduser().resolve())
     found: list[str] = []
-    for sidecar in sorted(root.glob('vision-*.json')):
+    for sidecar in sorted(root.glob(f'{key.engine}-*.json')):
         try:
             entry = _read_sidecar(sidecar)
         except (KeyError, TypeError, ValueError) as error:
@@ -352,7 +370,7 @@ def find_engine(root: Path, key: EngineKey, model_path: str | Path) -> EngineEnt
     )
     lines = found or [f'no engine of this model in {root}']
     raise EngineCacheError(
-        f'no usable TensorRT engine for the vision encoder of {model_path} ({needed}):\n'
+        f'no usable TensorRT engine {key.engine} for {model_path} ({needed}):\n'
         + ''.join(f'  - {line}\n' for line in lines)
         + 'Build it once per model, precision, TensorRT version and GPU '
         '(engines are never built at node start):\n'

@@ -1,18 +1,20 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-TensorRT vision encoder: build a serialized engine from the ONNX export; run it on CUDA tensors.
+TensorRT: build serialized engines from the ONNX exports; run them on CUDA tensors.
 
 Written against TensorRT's Python API (10.x; older releases are refused): ``Builder`` ->
 strongly typed ``INetworkDefinition`` filled by ``OnnxParser.parse_from_file`` ->
-``IBuilderConfig`` with one optimization profile for the frames axis ->
-``build_serialized_network``; at run time
-``Runtime.deserialize_cuda_engine`` -> ``IExecutionContext`` with ``set_input_shape``,
-``set_tensor_address`` and ``execute_async_v3`` on the current torch CUDA stream.
+``IBuilderConfig`` with one ``IOptimizationProfile`` per shape regime (``set_shape`` of
+every dynamic input, its axes named by the ONNX ``dim_param``) -> ``build_serialized_network``;
+at run time ``Runtime.deserialize_cuda_engine`` -> one ``IExecutionContext`` per profile
+(``set_optimization_profile_async``) with ``set_input_shape``, ``set_tensor_address`` and
+``execute_async_v3`` on the current torch CUDA stream (:class:`TensorRTEngine`).
 
 The network is strongly typed: TensorRT keeps the types of the ONNX graph, so precision
-is chosen by the export (:func:`~.onnx.export_vision_onnx` at fp32/fp16/bf16, with
-LayerNorm, softmax and the patch convolution in float32) rather than by builder flags.
+is chosen by the export (fp32/fp16/bf16, with norms and softmax in float32) rather than by
+builder flags. Two users: the vision encoder here (:class:`TensorRTVisionEncoder`) and the
+LLM's four parts (:mod:`.llm_tensorrt`).
 
 Engines are built only by ``build_engines`` (:mod:`.build_engines`), never when a node
 starts; :func:`tensorrt_encoder` validates the cached engine at configure time. The key,
@@ -21,13 +23,14 @@ the cache layout and the validation live in :mod:`.cache` (testable without Tens
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import logging
 from pathlib import Path
 from types import ModuleType
 
+import onnx
 import torch
 
-from .cache import BatchProfile
 from .cache import engine_cache_root
 from .cache import EngineCacheError
 from .cache import EngineEntry
@@ -35,6 +38,7 @@ from .cache import EngineKey
 from .cache import find_engine
 from .cache import model_fingerprint
 from .cache import precision_of
+from .cache import Profile
 from ..models import LlavaOnevision
 
 
@@ -47,6 +51,7 @@ class TensorRTUnavailable(RuntimeError):
 
 MIN_TENSORRT_MAJOR = 10
 """Strongly typed bf16 networks, ``execute_async_v3``, named tensors: TensorRT 10 (JetPack 6)."""
+OTHER_BACKENDS = 'Or set vision_backend and llm_backend to torch or onnxruntime.'
 
 
 def import_tensorrt() -> ModuleType:
@@ -61,15 +66,15 @@ def import_tensorrt() -> ModuleType:
         import tensorrt
     except ImportError as error:
         raise TensorRTUnavailable(
-            "vision_backend=tensorrt and build_engines need TensorRT's Python package, "
-            f'which is not importable ({error}). Install it: on Jetson with JetPack '
+            "vision_backend/llm_backend tensorrt and build_engines need TensorRT's Python "
+            f'package, which is not importable ({error}). Install it: on Jetson with JetPack '
             '(apt install python3-libnvinfer), on a desktop GPU with pip install tensorrt '
-            '(matching your CUDA). Or set vision_backend to torch or onnxruntime.'
+            f'(matching your CUDA). {OTHER_BACKENDS}'
         ) from error
     if int(tensorrt.__version__.split('.')[0]) < MIN_TENSORRT_MAJOR:
         raise TensorRTUnavailable(
             f'TensorRT {tensorrt.__version__} is too old; {MIN_TENSORRT_MAJOR} or newer is needed '
-            '(JetPack 6 on Jetson). Or set vision_backend to torch or onnxruntime.'
+            f'(JetPack 6 on Jetson). {OTHER_BACKENDS}'
         )
     return tensorrt
 
@@ -86,12 +91,12 @@ def cuda_device(device: str | torch.device) -> torch.device:
         raise TensorRTUnavailable(
             'TensorRT engines run on an NVIDIA GPU, but torch sees none '
             '(torch.cuda.is_available() is False): check the driver and that torch is a CUDA '
-            'build, or set vision_backend to torch or onnxruntime'
+            f'build. {OTHER_BACKENDS}'
         )
     device = torch.device(device)
     if device.type != 'cuda':
         raise ValueError(
-            f'vision_backend=tensorrt needs device=cuda (or cuda:N), got device={device}'
+            f'the tensorrt backends need device=cuda (or cuda:N), got device={device}'
         )
     return torch.device(
         'cuda', torch.cuda.current_device() if device.index is None else device.index
@@ -99,31 +104,50 @@ def cuda_device(device: str | torch.device) -> torch.device:
 
 
 def engine_key(
-    model_path: str | Path, precision: str, device: torch.device, trt: ModuleType
+    model_path: str | Path,
+    precision: str,
+    device: torch.device,
+    trt: ModuleType,
+    engine: str = 'vision',
 ) -> EngineKey:
-    """Return the :class:`EngineKey` of a checkpoint at ``precision`` for this TensorRT and GPU."""
+    """Return the :class:`EngineKey` of ``engine`` of a checkpoint for this TensorRT and GPU."""
     major, minor = torch.cuda.get_device_capability(device)
     return EngineKey(
         model_hash=model_fingerprint(model_path),
         precision=precision,
         tensorrt_version=trt.__version__,
         compute_capability=f'{major}.{minor}',
+        engine=engine,
     )
 
 
-def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleType) -> bytes:
+def onnx_axes(onnx_path: Path) -> dict[str, list[str | int]]:
+    """Each graph input's dimensions: the ``dim_param`` name of a dynamic axis, else its size."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {
+        value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+        for value in graph.input
+    }
+
+
+def build_serialized_engine(
+    onnx_path: Path, profiles: Sequence[Profile], trt: ModuleType
+) -> bytes:
     """
     Build a serialized engine from an ONNX export (on the current CUDA device).
 
     Args:
-        onnx_path: a file from :func:`~.onnx.export_vision_onnx` (external weights beside it).
-        batch: min/opt/max frames of the optimization profile.
+        onnx_path: an exported graph (external weights, if any, beside it).
+        profiles: the optimization profiles, in order: each gives the range of every
+            dynamic axis, by its ONNX ``dim_param`` name (``frames``, ``tokens``,
+            ``queries``, ``keys``).
         trt: the ``tensorrt`` module (:func:`import_tensorrt`).
 
     Returns:
         the serialized engine (a plan).
 
     Raises:
+        ValueError: a dynamic axis of the graph has no range in a profile.
         RuntimeError: the ONNX parser rejected the file (with its errors), or the build failed.
     """
     logger = trt.Logger(trt.Logger.WARNING)
@@ -133,17 +157,22 @@ def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleTyp
     if not parser.parse_from_file(str(onnx_path)):
         errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
-    pixels = network.get_input(0)  # [N, 3, S, S], N dynamic
-    _, channels, height, width = tuple(pixels.shape)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(
-        pixels.name,
-        min=(batch.min_batch, channels, height, width),
-        opt=(batch.opt_batch, channels, height, width),
-        max=(batch.max_batch, channels, height, width),
-    )
+    axes = onnx_axes(onnx_path)
     config = builder.create_builder_config()
-    config.add_optimization_profile(profile)
+    for ranges in profiles:
+        profile = builder.create_optimization_profile()
+        for name, dims in axes.items():
+            if all(isinstance(dim, int) for dim in dims):
+                continue  # static (e.g. a weight): no range needed
+            missing = [dim for dim in dims if isinstance(dim, str) and dim not in ranges]
+            if missing:
+                raise ValueError(f'{onnx_path}: no range for axis {missing} of input {name}')
+            shapes = [
+                tuple(getattr(ranges[d], bound) if isinstance(d, str) else d for d in dims)
+                for bound in ('min_size', 'opt_size', 'max_size')
+            ]
+            profile.set_shape(name, min=shapes[0], opt=shapes[1], max=shapes[2])
+        config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(
@@ -152,28 +181,26 @@ def build_serialized_engine(onnx_path: Path, batch: BatchProfile, trt: ModuleTyp
     return bytes(serialized)
 
 
-class TensorRTVisionEncoder:
+class TensorRTEngine:
     """
-    A deserialized vision engine: ``pixel_values [N, 3, S, S] -> frame tokens [N, P, D]``.
+    A deserialized engine with one execution context per optimization profile.
 
-    Inputs are copied to ``device`` in the engine's input dtype; more frames than the
-    profile's maximum run in chunks. Work is enqueued on the current torch CUDA stream
-    (``execute_async_v3``), so the returned tensor is ordered like any torch result.
+    :meth:`run` picks the first profile whose ranges hold the input shapes (build the
+    narrow ones first, e.g. decode before prefill) and enqueues on the current torch CUDA
+    stream (``execute_async_v3``), so results are ordered like any torch result.
 
     Args:
         entry: a validated cache entry (:func:`~.cache.find_engine`).
         device: the CUDA device the engine was validated for.
-        dtype: dtype of the returned tokens (the model's).
 
     Raises:
         EngineCacheError: TensorRT cannot deserialize the file (rebuild it).
-        RuntimeError: the engine does not have one input and one output.
     """
 
-    def __init__(self, entry: EngineEntry, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, entry: EngineEntry, device: torch.device) -> None:
         trt = import_tensorrt()
         self.device = device
-        self.dtype = dtype
+        self.path = entry.engine_path
         torch_dtypes = {
             trt.DataType.FLOAT: torch.float32,
             trt.DataType.HALF: torch.float16,
@@ -187,41 +214,129 @@ class TensorRTVisionEncoder:
                     f'TensorRT could not deserialize {entry.engine_path}; '
                     'delete it and rebuild with build_engines'
                 )
-            self.context = self.engine.create_execution_context()
+            stream = torch.cuda.current_stream(device)
+            self.contexts = []
+            for index in range(self.engine.num_optimization_profiles):
+                context = self.engine.create_execution_context()
+                if index and not context.set_optimization_profile_async(index, stream.cuda_stream):
+                    raise EngineCacheError(
+                        f'{self.path}: cannot select optimization profile {index}'
+                    )
+                self.contexts.append(context)
+            stream.synchronize()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeError(
-                f'{entry.engine_path} has inputs {inputs} and outputs {outputs}; '
-                'expected one of each'
-            )
-        self.input_name, self.output_name = inputs[0], outputs[0]
-        self.input_dtype = torch_dtypes[self.engine.get_tensor_dtype(self.input_name)]
-        self.output_dtype = torch_dtypes[self.engine.get_tensor_dtype(self.output_name)]
-        self.max_frames = self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
+        modes = {name: self.engine.get_tensor_mode(name) for name in names}
+        self.inputs = [n for n in names if modes[n] == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if modes[n] == trt.TensorIOMode.OUTPUT]
+        self.dtypes = {name: torch_dtypes[self.engine.get_tensor_dtype(name)] for name in names}
+        dynamic = [n for n in self.inputs if -1 in tuple(self.engine.get_tensor_shape(n))]
+        self.ranges = [  # per profile: dynamic input -> (min shape, max shape)
+            {
+                name: tuple(
+                    tuple(self.engine.get_tensor_profile_shape(name, index)[bound])
+                    for bound in (0, 2)
+                )
+                for name in dynamic
+            }
+            for index in range(len(self.contexts))
+        ]
 
-    def _run(self, pixels: torch.Tensor) -> torch.Tensor:
-        """
-        Run one enqueue of at most ``max_frames`` frames.
+    def max_size(self, name: str, axis: int) -> int:
+        """Return the largest size of dimension ``axis`` of input ``name`` over all profiles."""
+        return max(int(ranges[name][1][axis]) for ranges in self.ranges)
 
-        ``[n, 3, S, S] -> [n, P, D]`` in the engine's output dtype.
+    def _context(self, shapes: dict[str, tuple[int, ...]]) -> object:
+        """Return the execution context of the first profile holding ``shapes`` (by input)."""
+        for context, ranges in zip(self.contexts, self.ranges):
+            if all(
+                all(low <= size <= high for size, low, high in zip(shapes[name], *bounds))
+                for name, bounds in ranges.items()
+            ):
+                return context
+        dynamic = {name: shapes[name] for name in self.ranges[0]}
+        raise ValueError(
+            f'input shapes {dynamic} are outside every optimization profile of {self.path} '
+            f'({self.ranges}); rebuild it with build_engines and larger limits'
+        )
+
+    def run(
+        self, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """
-        pixels = pixels.to(device=self.device, dtype=self.input_dtype).contiguous()
-        if not self.context.set_input_shape(self.input_name, tuple(pixels.shape)):
+        Enqueue the engine on contiguous CUDA ``inputs`` in the engine's dtypes.
+
+        Args:
+            inputs: every input tensor by name.
+            outputs: preallocated outputs by name; missing ones are allocated from the
+                shapes TensorRT infers.
+
+        Returns:
+            the outputs by name.
+
+        Raises:
+            ValueError: shapes outside every optimization profile.
+            RuntimeError: TensorRT rejected a shape or the enqueue failed.
+        """
+        context = self._context({name: tuple(t.shape) for name, t in inputs.items()})
+        for name, tensor in inputs.items():
+            if not context.set_input_shape(name, tuple(tensor.shape)):
+                raise RuntimeError(
+                    f'{self.path}: TensorRT rejected shape {tuple(tensor.shape)} of {name}'
+                )
+            context.set_tensor_address(name, tensor.data_ptr())
+        outputs = dict(outputs or {})
+        for name in self.outputs:
+            if name not in outputs:
+                shape = tuple(context.get_tensor_shape(name))
+                outputs[name] = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
+            context.set_tensor_address(name, outputs[name].data_ptr())
+        if not context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise RuntimeError(
-                f"input shape {tuple(pixels.shape)} is outside the engine's optimization profile"
+                f'TensorRT execute_async_v3 failed for {self.path}; see its log above'
             )
-        shape = tuple(self.context.get_tensor_shape(self.output_name))  # [n, P, D]
-        tokens = torch.empty(shape, dtype=self.output_dtype, device=self.device)
-        self.context.set_tensor_address(self.input_name, pixels.data_ptr())
-        self.context.set_tensor_address(self.output_name, tokens.data_ptr())
-        if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
-            raise RuntimeError('TensorRT execute_async_v3 failed; see the TensorRT log above')
-        return tokens
+        return outputs
+
+
+class TensorRTVisionEncoder:
+    """
+    A deserialized vision engine: ``pixel_values [N, 3, S, S] -> frame tokens [N, P, D]``.
+
+    Inputs are copied to ``device`` in the engine's input dtype; more frames than the
+    profile's maximum run in chunks.
+
+    Args:
+        entry: a validated cache entry (:func:`~.cache.find_engine`).
+        device: the CUDA device the engine was validated for.
+        dtype: dtype of the returned tokens (the model's).
+
+    Raises:
+        EngineCacheError: TensorRT cannot deserialize the file (rebuild it).
+        RuntimeError: the engine does not have one input and one output.
+    """
+
+    def __init__(self, entry: EngineEntry, device: torch.device, dtype: torch.dtype) -> None:
+        self.engine = TensorRTEngine(entry, device)
+        self.dtype = dtype
+        if len(self.engine.inputs) != 1 or len(self.engine.outputs) != 1:
+            raise RuntimeError(
+                f'{entry.engine_path} has inputs {self.engine.inputs} and outputs '
+                f'{self.engine.outputs}; expected one of each'
+            )
+        (self.input_name,), (self.output_name,) = self.engine.inputs, self.engine.outputs
+        self.max_frames = self.engine.max_size(self.input_name, 0)
 
     def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        tokens = [self._run(chunk) for chunk in pixel_values.split(self.max_frames)]
+        engine = self.engine
+        tokens = [
+            engine.run(
+                {
+                    self.input_name: chunk.to(
+                        device=engine.device, dtype=engine.dtypes[self.input_name]
+                    ).contiguous()
+                }
+            )[self.output_name]
+            for chunk in pixel_values.split(self.max_frames)
+        ]
         return torch.cat(tokens).to(self.dtype)
 
 
@@ -258,3 +373,16 @@ def tensorrt_encoder(model: LlavaOnevision, engine_cache_dir: str) -> TensorRTVi
         entry.gpu_name,
     )
     return TensorRTVisionEncoder(entry, device, model.dtype)
+
+
+__all__ = [
+    'TensorRTEngine',
+    'TensorRTUnavailable',
+    'TensorRTVisionEncoder',
+    'build_serialized_engine',
+    'cuda_device',
+    'engine_key',
+    'import_tensorrt',
+    'onnx_axes',
+    'tensorrt_encoder',
+]

@@ -1,7 +1,7 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-One prepared check for a CUDA machine: kernel and ONNX parity, kernel speed, the pipeline.
+One prepared check for a CUDA machine: kernel, ONNX and LLM parity, kernel speed, the pipeline.
 
     python -m ros2_livevlm.bench.gpu_check OUT_DIR                      # CUDA, under 10 minutes
     python -m ros2_livevlm.bench.gpu_check OUT_DIR --device cpu --smoke  # same paths, tiny, CPU
@@ -15,6 +15,12 @@ so far are kept, and the next section runs):
               float32 and float16 exports (:mod:`ros2_livevlm.backends.onnx`).
 ``kernels``   torch vs Triton per kernel in bfloat16 (median and p95 of CUDA-event
               timings) with the roofline fraction ``max(flops / peak, bytes / bandwidth) / time``.
+``llm``       the compiled LLM backends (:mod:`ros2_livevlm.backends.llm`) against torch on
+              the Qwen2-0.5B-shaped checkpoint: next-token logits and greedy answers per
+              policy (:mod:`.llm_backends`), then clip prefill, TTFT, decode tokens/s and
+              the decode roofline fraction per backend. onnxruntime needs its CUDA
+              provider on a GPU; tensorrt needs engines built by ``build_engines`` (not
+              timed here); a backend that cannot run is recorded with its error.
 ``pipeline``  every policy at 256 and 1024 frames (Triton kernels; ``livevlm`` also with
               torch kernels) on a Qwen2-0.5B-shaped random checkpoint (24 layers, hidden
               896, 14 heads, 2 KV heads, head dim 64, MLP 4864; byte-level vocabulary)
@@ -22,9 +28,10 @@ so far are kept, and the next section runs):
               (the BENCHMARKS.md records) and the decode roofline fraction; the offline
               re-prefill baseline at 256 frames.
 
-Writes ``parity.jsonl``, ``onnx.jsonl``, ``kernels.jsonl``, ``records.jsonl`` (BENCHMARKS.md
-records), ``sections.json`` (status and seconds per section), ``<section>.error.txt`` for a
-failed section, and ``report.md`` (the printed tables) into OUT_DIR. Never imports rclpy.
+Writes ``parity.jsonl``, ``onnx.jsonl``, ``llm.jsonl``, ``kernels.jsonl``, ``records.jsonl``
+(BENCHMARKS.md records), ``sections.json`` (status and seconds per section),
+``<section>.error.txt`` for a failed section, and ``report.md`` (the printed tables) into
+OUT_DIR. Never imports rclpy.
 
 ``--smoke`` shrinks every shape so the run proves the code paths on CPU; it sets
 ``TRITON_INTERPRET=1`` before any kernel is defined. Its numbers mean nothing. Peak
@@ -58,7 +65,13 @@ from ..models.tiny import BENCH_VISION_SPEC
 from ..models.tiny import QWEN2_05B_SPEC
 
 
-SECTION_BUDGETS_S = {'parity': 60.0, 'onnx': 60.0, 'kernels': 60.0, 'pipeline': 330.0}
+SECTION_BUDGETS_S = {
+    'parity': 60.0,
+    'onnx': 60.0,
+    'llm': 120.0,
+    'kernels': 60.0,
+    'pipeline': 250.0,
+}
 """Seconds per section on CUDA: with start-up and :data:`GRACE_S` they stay under 10 minutes."""
 GRACE_S = 20.0
 """A section still running this long after its budget is interrupted (SIGALRM)."""
@@ -251,6 +264,75 @@ def onnx_section(run: Run, rows: list) -> None:
             )
 
 
+# ---- compiled LLM ---------------------------------------------------------------------
+
+
+def llm_section(run: Run, rows: list) -> None:
+    """
+    Compare the compiled LLM backends with torch: parity per policy, then speed per backend.
+
+    Parity rows come from :func:`.llm_backends.parity_rows`; speed rows are BENCHMARKS.md
+    records of policy ``livevlm`` with ``llm_backend``, ``clip_prefill_s`` and
+    ``decode_roofline_fraction``. A backend that cannot run here gets a row with its error.
+    """
+    from .llm_backends import parity_rows
+    from .records import reset_peak
+    from .stream import answers_record
+    from .stream import measure_answers
+    from .stream import QUESTIONS
+    from ..checkpoints import tiny_checkpoint
+    from ..engine import StreamingVLM
+
+    device = str(run.device)
+    path = str(tiny_checkpoint(TinySpec() if run.smoke else QWEN2_05B_SPEC))
+    if run.device.type == 'cuda':
+        candidates = [
+            ('onnxruntime', 'float16'),
+            ('tensorrt', 'float16'),
+            ('tensorrt', 'bfloat16'),
+        ]
+    else:
+        candidates = [('onnxruntime', 'float32'), ('onnxruntime', 'float16')]
+    runs = []
+    for backend, dtype in candidates:
+        try:
+            StreamingVLM.from_pretrained(path, device=device, dtype=dtype, llm_backend=backend)
+            runs.append((backend, dtype))
+        except (ValueError, RuntimeError) as error:
+            rows.append({'backend': backend, 'dtype': dtype, 'error': str(error)[:300]})
+    rows.extend(parity_rows(path, runs, frames=8 if run.smoke else 16, device=device))
+    frames = synthetic_frames(16 if run.smoke else 128, (240, 320))
+    stamps = np.arange(len(frames), dtype=float)
+    memory = {**SMOKE_MEMORY, 'frames_per_clip': 8} if run.smoke else {}
+    speed_runs = sorted({('torch', dtype) for _, dtype in runs}) + runs
+    for backend, dtype in speed_runs:
+        if run.late():
+            rows.append({'backend': backend, 'dtype': dtype, 'skipped': 'budget'})
+            continue
+        engine = StreamingVLM.from_pretrained(
+            path, device=device, dtype=dtype, llm_backend=backend, policy='livevlm', **memory
+        )
+        run.sync()
+        reset_peak(device)
+        start = time.perf_counter()
+        engine.ingest(frames, stamps)
+        run.sync()
+        ingest_fps = len(frames) / (time.perf_counter() - start)
+        samples = measure_answers(engine, QUESTIONS, 1, 4 if run.smoke else 16)
+        tpot = float(np.median(samples['tpot'])) if samples['tpot'] else None
+        attended = float(np.mean(samples['attended']))
+        record = answers_record(
+            engine, len(frames), samples, ingest_fps, device,
+            llm_backend=backend,
+            clip_prefill_s=engine.stats().last_prefill_s,
+            decode_roofline_fraction=(
+                decode_roofline(engine, tpot, attended, run.peak_bandwidth)
+                if run.device.type == 'cuda' else None
+            ),
+        )
+        rows.append(named(record, run))
+
+
 # ---- pipeline -------------------------------------------------------------------------
 
 
@@ -424,6 +506,7 @@ def environment_info(run: Run) -> dict[str, Any]:
 SECTIONS: dict[str, Callable[[Run, list], None]] = {
     'parity': parity_section,
     'onnx': onnx_section,
+    'llm': llm_section,
     'kernels': kernels_section,
     'pipeline': pipeline_section,
 }
@@ -513,7 +596,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text, flush=True)
     failed = any(s['status'] != 'ok' for s in sections)
     failed |= any(
-        not row.get('pass', True) for name in ('parity', 'onnx') for row in results.get(name, [])
+        not row.get('pass', True)
+        for name in ('parity', 'onnx', 'llm')
+        for row in results.get(name, [])
     )
     return int(failed)
 

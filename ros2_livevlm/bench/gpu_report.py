@@ -1,6 +1,6 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""The GPU check's Markdown report: parity, ONNX, kernel and pipeline tables."""
+"""The GPU check's Markdown report: parity, ONNX, LLM, kernel and pipeline tables."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ def report(
         '',
         table(results.get('onnx', []), onnx_columns),
     ]
+    parts += ['', *llm_report(results.get('llm', []))]
     kernel_columns = [
         ('kernel', 'kernel', str),
         ('shape', 'shape', str),
@@ -119,3 +120,31 @@ def report(
     if problems:
         parts += ['', 'Not measured:', *(f'- {json.dumps(r)}' for r in problems)]
     return '\n'.join(parts) + '\n'
+
+
+def llm_report(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the LLM section's lines: parity per policy, speed per backend, what did not run."""
+    from .llm_backends import PARITY_COLUMNS
+
+    speed_columns = [
+        ('llm_backend', 'llm_backend', str),
+        ('dtype', 'dtype', str),
+        ('frames', 'frames', str),
+        ('clip prefill s', 'clip_prefill_s', '{:.3f}'.format),
+        ('TTFT ms p50', 'ttft_s', lambda t: _ms(t['p50'])),
+        ('TPOT ms p50', 'tpot_s', lambda t: _ms(t['p50']) if t['p50'] else '-'),
+        ('decode roofline', 'decode_roofline_fraction', '{:.4f}'.format),
+    ]
+    lines = [
+        '### LLM backends vs torch: next-token logits and greedy answers',
+        '',
+        table([r for r in rows if 'max_abs_diff' in r], PARITY_COLUMNS),
+        '',
+        '### LLM backends: speed (policy livevlm)',
+        '',
+        table([r for r in rows if 'ttft_s' in r], speed_columns),
+    ]
+    problems = [r for r in rows if 'error' in r or 'skipped' in r]
+    if problems:
+        lines += ['', 'Not run:', *(f'- {json.dumps(r)}' for r in problems)]
+    return lines

@@ -4,6 +4,7 @@
 Streaming benchmark: memory, TTFT and ingest rate vs frames seen, for every policy, in one run.
 
     python -m ros2_livevlm.bench.stream [--lengths 64,256,1024] [--json FILE]
+    python -m ros2_livevlm.bench.stream --qwen2-layers 4 --llm-backend torch,onnxruntime
 
 Every policy streams the same real-photo tour on one loaded model; at each length in
 ``--lengths`` the same questions are asked (after a warm-up answer). Policies whose
@@ -21,7 +22,9 @@ The default model has Qwen2-0.5B's attention shapes and LiveVLM's 196 tokens per
 weights, so the run fits 2 CPU cores in a few minutes (answers are noise: accuracy is
 not measured here; latency and memory are real); the memory has LiveVLM's sizes (budget
 12,000 tokens, 2 short-term frames, pages of 16, ratio 0.4). ``--model-path`` runs a
-real checkpoint instead.
+real checkpoint instead, ``--qwen2-layers N`` the same shapes cut to N layers.
+``--llm-backend`` runs every policy once per LLM backend on the same model and adds a
+table of clip prefill time, TTFT and decode tokens/s per backend.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .gpu_report import table
 from .records import headline
 from .records import make_record
 from .records import markdown_table
@@ -154,7 +158,8 @@ def stream_policy(
                 ingest_fps,
                 args.device,
                 rt_factor=ingest_fps / args.stream_fps,
-                prefill_s=engine.stats().last_prefill_s,
+                llm_backend=base.engine_config.llm_backend,
+                clip_prefill_s=engine.stats().last_prefill_s,
             )
         )
     return records, engine
@@ -288,6 +293,47 @@ def goals(records: list[dict[str, Any]], overhead: dict[str, float] | None) -> l
     return lines
 
 
+def backend_table(records: Sequence[dict[str, Any]], baseline: str) -> str:
+    """
+    Compare LLM backends per policy and length: clip prefill, TTFT, decode tokens/s.
+
+    Ratios are ``baseline`` time / backend time (above 1: the backend is faster).
+    """
+    rows = []
+    for r in records:
+        base = next(
+            x
+            for x in records
+            if x['llm_backend'] == baseline
+            and (x['policy'], x['frames']) == (r['policy'], r['frames'])
+        )
+        tpot = r['tpot_s']['p50']
+        rows.append(
+            {
+                **r,
+                'ttft_p50': r['ttft_s']['p50'],
+                'decode_tps': 1 / tpot if tpot else None,
+                'prefill_ratio': base['clip_prefill_s'] / r['clip_prefill_s'],
+                'ttft_ratio': base['ttft_s']['p50'] / r['ttft_s']['p50'],
+                'decode_ratio': base['tpot_s']['p50'] / tpot if tpot else None,
+            }
+        )
+    return table(
+        rows,
+        [
+            ('policy', 'policy', str),
+            ('frames', 'frames', str),
+            ('llm_backend', 'llm_backend', str),
+            ('clip prefill s', 'clip_prefill_s', '{:.3f}'.format),
+            ('TTFT ms p50', 'ttft_p50', lambda s: f'{s * 1e3:.1f}'),
+            ('decode tokens/s', 'decode_tps', '{:.1f}'.format),
+            (f'prefill x vs {baseline}', 'prefill_ratio', '{:.2f}'.format),
+            (f'TTFT x vs {baseline}', 'ttft_ratio', '{:.2f}'.format),
+            (f'decode x vs {baseline}', 'decode_ratio', '{:.2f}'.format),
+        ],
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m ros2_livevlm.bench.stream',
@@ -299,6 +345,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help='local LLaVA-OneVision directory (default: Qwen2-0.5B-shaped random model, '
         '2 layers)',
+    )
+    parser.add_argument(
+        '--qwen2-layers',
+        type=int,
+        default=None,
+        help="benchmark checkpoint with Qwen2-0.5B's LLM shapes (random weights, 196 tokens "
+        'per frame) with this many of its 24 layers, instead of the tiny one',
+    )
+    parser.add_argument(
+        '--llm-backend',
+        default='torch',
+        help='comma-separated LLM backends, each running every policy (default: %(default)s)',
     )
     parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
     parser.add_argument(
@@ -357,10 +415,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(
             f'--lengths must be multiples of frames_per_clip={BENCH_MEMORY["frames_per_clip"]}'
         )
-    model_path = args.model_path or tiny_checkpoint(BENCH_SPEC)
+    spec = BENCH_SPEC if args.qwen2_layers is None else replace(
+        QWEN2_05B_SPEC, layers=args.qwen2_layers
+    )
+    model_path = args.model_path or tiny_checkpoint(spec)
     torch.manual_seed(0)
+    backends = args.llm_backend.split(',')
     base = StreamingVLM.from_pretrained(
-        model_path, device=args.device, dtype=args.dtype, **BENCH_MEMORY
+        model_path, device=args.device, dtype=args.dtype, llm_backend=backends[0], **BENCH_MEMORY
     )
     frames = tour(lengths[-1])
     print(
@@ -370,22 +432,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'{torch.get_num_threads()} threads'
     )
     records, overhead = [], None
-    for policy in args.policies.split(','):
-        start = time.perf_counter()
-        upto = lengths if policy == 'livevlm' else [n for n in lengths if n <= args.all_up_to]
-        policy_records, engine = stream_policy(base, policy, frames, upto, args)
-        records += policy_records
-        if policy == 'livevlm':
-            overhead = memory_overhead(engine)
-        print(f'  {policy}: {time.perf_counter() - start:.1f} s')
+    for backend in backends:  # the same loaded model and encoder, one LLM backend after the other
+        backend_base = base if backend == backends[0] else StreamingVLM(
+            base.model,
+            base.memory_config,
+            replace(base.engine_config, llm_backend=backend),
+            vision_encoder=base.encode,
+        )
+        for policy in args.policies.split(','):
+            start = time.perf_counter()
+            upto = lengths if policy == 'livevlm' else [n for n in lengths if n <= args.all_up_to]
+            policy_records, engine = stream_policy(backend_base, policy, frames, upto, args)
+            records += policy_records
+            if policy == 'livevlm' and backend == backends[0]:
+                overhead = memory_overhead(engine)
+            print(f'  {policy} ({backend}): {time.perf_counter() - start:.1f} s')
     for length in (n for n in lengths if n <= args.offline_max):
         records.append(offline_record(base, frames[:length], args.repeats))
         print(f'  offline re-prefill at {length} frames done')
+    main_records = [r for r in records if r.get('llm_backend', backends[0]) == backends[0]]
     print()
-    print(markdown_table(records))
+    print(markdown_table(main_records))
     print()
-    for line in headline(records) + goals(records, overhead):
+    for line in headline(main_records) + goals(main_records, overhead):
         print(line)
+    if len(backends) > 1:
+        print()
+        print(backend_table([r for r in records if 'llm_backend' in r], backends[0]))
     if args.json:
         print(f'\nrecords: {write_jsonl(records, args.json)}')
 

@@ -186,19 +186,26 @@ def adopt_attached_node(args: argparse.Namespace) -> None:
     """
     Take policy, model, sampling and memory/engine settings from the running node ``--attach``.
 
+    Any node works, one started with its defaults included; the bag's camera goes to its
+    camera topic of the same message type (``args.attached``). On wall time (no
+    ``use_sim_time``) its idle-clip rule (``clip_timeout``) follows wall time, so clip
+    boundaries can differ from a replay on sim time; answers are still checked to see
+    the newest sampled frame.
+
     Raises:
-        LiveError: the node does not answer; ValueError: it does not run on sim time.
+        LiveError: the node does not answer or is not active.
     """
-    from .live import attached_parameters
+    from .live import attach_to_node
 
     knobs = [f.name for cls in (MemoryConfig, EngineConfig) for f in fields(cls)]
-    values = attached_parameters(
+    args.attached = attach_to_node(
         args.attach, ['use_sim_time', 'sample_fps', 'clip_timeout', 'model_path', *knobs]
     )
+    values = args.attached.values
     if values['use_sim_time'] is not True:
-        raise ValueError(
-            f'node {args.attach} does not run on sim time; start it with -p use_sim_time:=true'
-        )
+        print(f'evaluate: node {args.attach} runs on wall time: the bag plays at --rate and '
+              'its clip_timeout follows wall time (-p use_sim_time:=true replays bag time)',
+              flush=True)
     args.sample_fps, args.clip_timeout, args.model_path = (
         values['sample_fps'],
         values['clip_timeout'],
@@ -319,6 +326,8 @@ def run_policies(
             rate=args.rate,
             log_dir=args.out,
         )
+        if args.attach:
+            options = args.attached.options(options, camera)
     else:
         from .replay import replay_offline
         from .replay import warm_up

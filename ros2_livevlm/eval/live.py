@@ -4,15 +4,19 @@
 Live replay: the bag played over DDS into the livevlm node, questions asked on ``~/query``.
 
 For each policy a node is started in its own process (``python -m ros2_livevlm.ros.node``
-with a parameter file: ``use_sim_time``, ``autostart``, the camera topic, reliable QoS,
-the memory and engine settings), or an already running node is attached to. The
-:class:`~ros2_livevlm.eval.player.BagPlayer` publishes the camera topic and ``/clock``;
+with a parameter file: ``use_sim_time``, ``autostart``, the camera topic, a deep camera
+queue, the memory and engine settings; its QoS stays ``auto``), or an already running
+node is attached to (any settings, its defaults included: the bag's camera is published
+on the node's camera topic of the same message type, and flow control follows the node's
+``qos_depth`` and ``state_period``). The
+:class:`~ros2_livevlm.eval.player.BagPlayer` publishes the camera topic (reliable, so
+``auto`` subscribes reliable and camera-sized frames arrive) and ``/clock``;
 at each question's time playback pauses (the clock stands still), the evaluation waits
 until the node has received and ingested everything published, asks through the node's
 client (:class:`ros2_livevlm.ros.client.LiveVLMClient`) and reads the memory from
 ``~/memory_state``. The answer's ``header.stamp`` (newest frame in memory) is checked
 against the stamp the node's sampler must have kept (the same
-:class:`~ros2_livevlm.ros.worker.CameraFeed` run here on the published stamps), so an
+:class:`~ros2_livevlm.ros.feed.CameraFeed` run here on the published stamps), so an
 answer given before the node caught up is asked again, not recorded.
 """
 
@@ -20,9 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace
 import json
 import math
 from pathlib import Path
+import sys
 import time
 from typing import Any
 
@@ -43,24 +49,29 @@ from ..config import split_settings
 from ..engine import Answer as EngineAnswer
 from ..msg import MemoryState
 from ..ros.client import LiveVLMClient
+from ..ros.feed import CameraFeed
+from ..ros.feed import Frame
 from ..ros.process import NodeProcess
 from ..ros.process import NodeProcessError
-from ..ros.worker import CameraFeed
-from ..ros.worker import Frame
 
 STATE_PERIOD_S = 0.1
 """``state_period`` of a started node: MemoryState every 0.1 s of wall time."""
 
-STALL_S = 1.0
-"""``frames_received`` of the node unchanged for this long: the rest was lost in transport, s."""
+STALL_PERIODS = 3
+"""
+``frames_received`` of the node unchanged for this many state periods (and at least 1 s):
+the rest was lost in transport."""
 
 QOS_DEPTH = 100
-"""Camera subscription depth of a started node (keep last, reliable)."""
+"""Camera subscription depth of a started node (keep last)."""
 
 IN_FLIGHT = QOS_DEPTH // 2
 """
 Flow control: the player waits while more messages than this are published but not yet
-received by the node (per its MemoryState)."""
+received by the node (per its MemoryState); for an attached node, its ``qos_depth`` - 1."""
+
+RELIABLE_WAIT_S = 10.0
+"""How long the player waits for the node's subscription to turn reliable (auto), s."""
 
 MAX_BACKLOG = 2
 """
@@ -80,8 +91,11 @@ class LiveOptions:
 
     Attributes:
         node_name: name of the node to start, or of the running node to attach to.
-        attach: use a running node (its policy and settings; it must run with
-            ``use_sim_time:=true``; its memory is reset first) instead of starting one.
+        attach: use a running node (its policy and settings; its memory is reset first)
+            instead of starting one.
+        topic: publish the bag's camera on this topic (None: the bag's own name).
+        in_flight: messages published but not yet received by the node, at most.
+        state_period: the node's ``state_period``, s.
         rate: playback speed, x recorded.
         ready_timeout_s: wait for a started node to become active (model load), s.
         answer_timeout_s: wait for one answer, s.
@@ -90,6 +104,9 @@ class LiveOptions:
 
     node_name: str = 'livevlm_eval'
     attach: bool = False
+    topic: str | None = None
+    in_flight: int = IN_FLIGHT
+    state_period: float = STATE_PERIOD_S
     rate: float = 10.0
     ready_timeout_s: float = 300.0
     answer_timeout_s: float = 300.0
@@ -105,14 +122,13 @@ def node_parameters(
     sample_fps: float,
     clip_timeout: float,
 ) -> dict[str, Any]:
-    """Parameters of a started node: the evaluation's settings, sim time, one reliable camera."""
+    """Parameters of a started node: the evaluation's settings, sim time, one camera."""
     return {
         **settings,
         'policy': policy,
         'model_path': model_path,
         'cameras': [camera.topic],
         'compressed': [camera.compressed],
-        'qos_reliability': ['reliable'],
         'qos_depth': [QOS_DEPTH],
         'sample_fps': float(sample_fps),
         'clip_timeout': float(clip_timeout),
@@ -161,35 +177,86 @@ def live_setup(settings: dict[str, Any], policy: str, model_path: str) -> dict[s
     }
 
 
-def attached_parameters(
-    node_name: str, names: Sequence[str], timeout_s: float = 30.0
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AttachedNode:
     """
-    Values of parameters of a running node (``rcl_interfaces/srv/GetParameters``).
+    A running node as the evaluation sees it.
+
+    Attributes:
+        values: the parameters asked for, by name.
+        topics: camera name -> ``(resolved topic, compressed)``, from its MemoryState.
+    """
+
+    values: dict[str, Any]
+    topics: dict[str, tuple[str, bool]]
+
+    def topic_for(self, camera: CameraTopic) -> str:
+        """
+        Return the node's camera topic to publish ``camera`` on.
+
+        Its own name if the node subscribes it, else the node's first camera of the same
+        message type.
+
+        Raises:
+            LiveError: the node has no camera of that message type.
+        """
+        matching = [topic for topic, compressed in self.topics.values()
+                    if compressed == camera.compressed]
+        if camera.topic in matching:
+            return camera.topic
+        if not matching:
+            kind = 'CompressedImage' if camera.compressed else 'Image'
+            raise LiveError(
+                f'the node subscribes no sensor_msgs/{kind} camera (its cameras: '
+                f'{", ".join(t for t, _ in self.topics.values())}); start it with a camera '
+                f'of that type, e.g. -p cameras:=[{camera.topic}] -p compressed:=['
+                f'{str(camera.compressed).lower()}]')
+        return matching[0]
+
+    def options(self, options: LiveOptions, camera: CameraTopic) -> LiveOptions:
+        """Return ``options`` for this node: its camera topic, flow control by its settings."""
+        depth = min(self.values['qos_depth'])
+        return replace(options, topic=self.topic_for(camera),
+                       in_flight=max(1, min(IN_FLIGHT, depth - 1)),
+                       state_period=float(self.values['state_period']))
+
+
+def attach_to_node(node_name: str, names: Sequence[str], timeout_s: float = 30.0) -> AttachedNode:
+    """
+    Read parameters (``rcl_interfaces/srv/GetParameters``) and camera topics of a running node.
+
+    ``cameras``, ``compressed``, ``qos_depth`` and ``state_period`` are read besides ``names``.
 
     Raises:
-        LiveError: the node does not answer within ``timeout_s``.
+        LiveError: the node does not answer, or publishes no MemoryState, within ``timeout_s``.
     """
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
-    client = LiveVLMClient(f'/{node_name.lstrip("/")}')
+    target = f'/{node_name.lstrip("/")}'
+    names = [*names, 'cameras', 'compressed', 'qos_depth', 'state_period']
+    client = LiveVLMClient(target)
     try:
-        service = client.node.create_client(
-            GetParameters, f'/{node_name.lstrip("/")}/get_parameters'
-        )
+        service = client.node.create_client(GetParameters, f'{target}/get_parameters')
         if not service.wait_for_service(timeout_sec=timeout_s):
             raise LiveError(
                 f'no node {node_name} to attach to (its get_parameters service is not there)'
             )
         future = service.call_async(GetParameters.Request(names=list(names)))
         client.wait_for(future.done, timeout_s)
-        return {
+        values = {
             name: parameter_value_to_python(value)
             for name, value in zip(names, future.result().values)
         }
+        cameras, compressed = list(values['cameras']), list(values['compressed'])
+        compressed = compressed * len(cameras) if len(compressed) == 1 else compressed
+        client.wait_for(lambda: all(client.state(c) for c in cameras),
+                        timeout_s + 3 * values['state_period'])
+        topics = {c: (client.state(c).topic, flag) for c, flag in zip(cameras, compressed)}
+        return AttachedNode(values, topics)
     except TimeoutError as err:
-        raise LiveError(f'node {node_name} did not return its parameters: {err}') from err
+        raise LiveError(f'node {node_name} did not return its parameters and memory state '
+                        f'(is it active?): {err}') from err
     finally:
         client.close()
 
@@ -231,7 +298,9 @@ class LiveSession:
         options: LiveOptions,
     ) -> None:
         self.camera = camera
+        self.topic = options.topic or camera.topic  # where the node listens
         self.options = options
+        self.stall_s = max(1.0, STALL_PERIODS * options.state_period)
         self.client = LiveVLMClient(f'/{options.node_name.lstrip("/")}')
         self.states: list[Any] = []  # every MemoryState of the camera (the memory trace)
         self._latest: Any = None
@@ -251,6 +320,7 @@ class LiveSession:
             bag,
             camera,
             start_ns,
+            topic=self.topic,
             rate=options.rate,
             on_message=self._on_published,
             throttle=self._throttle,
@@ -273,10 +343,10 @@ class LiveSession:
             self.progress.update()
 
     def _throttle(self) -> None:
-        """Flow control before each publish: see :data:`IN_FLIGHT` and :data:`MAX_BACKLOG`."""
+        """Flow control before each publish: ``options.in_flight`` and :data:`MAX_BACKLOG`."""
         deadline = time.monotonic() + self.options.answer_timeout_s
         while (state := self.latest_state()) is not None and (
-            self.published_since_reset - state.frames_received > IN_FLIGHT
+            self.published_since_reset - state.frames_received > self.options.in_flight
             or self.expected_ingested - state.frames_ingested > MAX_BACKLOG
         ):
             if time.monotonic() > deadline:
@@ -284,9 +354,26 @@ class LiveSession:
             time.sleep(0.005)
 
     def _on_state(self, state: Any) -> None:
-        if state.topic == self.camera.topic:  # the node may call the camera otherwise (remapped)
+        if state.topic == self.topic:  # the node may call the camera otherwise (remapped)
             self.states.append(state)
             self._latest = state
+
+    def wait_reliable(self, check: Any) -> None:
+        """
+        Wait until the node subscribes the camera reliable (``auto`` follows the player).
+
+        A node set to best_effort stays so: the replay goes on, with a warning (Fast DDS
+        loses camera-sized frames on a best-effort link; see ros2_livevlm.ros.qos).
+        """
+        deadline = time.monotonic() + RELIABLE_WAIT_S
+        while (state := self.latest_state()) is None or state.reliability != 'reliable':
+            check()
+            if time.monotonic() > deadline:
+                print(f'evaluate: warning: the node subscribes {self.topic} '
+                      f'{state.reliability if state else "?"}; frames may be lost in transport '
+                      '(set its qos_reliability to auto or reliable)', file=sys.stderr)
+                return
+            time.sleep(0.02)
 
     def latest_state(self) -> Any:
         """Return the newest MemoryState of the node's camera on the played topic, or None."""
@@ -297,7 +384,7 @@ class LiveSession:
         Wait until the node received what was published and ingested every frame it sampled.
 
         Messages lost in transport are given up on once ``frames_received`` has not moved
-        for :data:`STALL_S`. Returns the last MemoryState.
+        for :data:`STALL_PERIODS` state periods. Returns the last MemoryState.
         """
         deadline = time.monotonic() + timeout_s
         last, since = -1, time.monotonic()
@@ -309,7 +396,7 @@ class LiveSession:
                     last, since = state.frames_received, time.monotonic()
                 received = (
                     state.frames_received >= self.published_since_reset
-                    or time.monotonic() - since > STALL_S
+                    or time.monotonic() - since > self.stall_s
                 )
                 if received and state.frames_ingested >= self.expected_ingested:
                     return state
@@ -321,7 +408,7 @@ class LiveSession:
 
     def next_state(self, after: Any, check: Any) -> Any:
         """Wait for the first MemoryState received after ``after`` (a state object)."""
-        deadline = time.monotonic() + 10 * STATE_PERIOD_S + 5.0
+        deadline = time.monotonic() + 10 * self.options.state_period + 5.0
         while (state := self.latest_state()) is after or state is None:
             check()
             if time.monotonic() > deadline:
@@ -455,6 +542,7 @@ def replay_live(
         if options.attach:  # a running node may hold frames of another stream
             session.client.reset(timeout=options.answer_timeout_s)
         run.info['setup'] = live_setup(settings, state.policy, model_path)
+        session.wait_reliable(check)
         session.client.wait_for(lambda: (check(), session.player.subscribers())[1], 30.0)
         for asked_ns, question in questions:
             session.player.play_until(asked_ns)

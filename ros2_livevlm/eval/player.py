@@ -54,8 +54,9 @@ class BagPlayer:
     Args:
         node: rclpy node that owns the publishers (any context; it need not spin).
         bag: rosbag2 path.
-        camera: the camera topic to play, published under the same name.
+        camera: the camera topic to play.
         start_ns: bag start (earliest log time), ns: the clock starts here.
+        topic: publish the camera under this name (default: its name in the bag).
         rate: playback speed, x recorded (> 0).
         depth: history depth of the reliable camera publisher.
         on_message: called with each camera message right after it is published.
@@ -70,6 +71,7 @@ class BagPlayer:
         camera: CameraTopic,
         start_ns: int,
         *,
+        topic: str | None = None,
         rate: float = 1.0,
         depth: int = 100,
         on_message: Callable[[CameraMessage], None] | None = None,
@@ -84,7 +86,8 @@ class BagPlayer:
         self.rate = rate
         self.published = 0
         self.clock_ns = start_ns
-        self._publisher = node.create_publisher(message_class(camera.msgtype), camera.topic, qos)
+        self._publisher = node.create_publisher(
+            message_class(camera.msgtype), topic or camera.topic, qos)
         self._clock = node.create_publisher(Clock, '/clock', QoSProfile(depth=10))
         self._on_message = on_message
         self._throttle = throttle

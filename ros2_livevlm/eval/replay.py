@@ -37,10 +37,10 @@ from ..bench.records import peak_bytes
 from ..bench.records import reset_peak
 from ..engine import Answer
 from ..engine import StreamingVLM
+from ..ros.feed import CameraFeed
+from ..ros.feed import Frame
 from ..ros.image import ImageConversionError
 from ..ros.image import to_rgb
-from ..ros.worker import CameraFeed
-from ..ros.worker import Frame
 
 OnResult = Callable[['QuestionResult'], None]
 

@@ -14,6 +14,11 @@ frames, some scenes shown twice, never the same scene twice in a row. The camera
 ``header.stamp`` gives the model in-distribution streams, and a faster sampling rate
 only adds frames of the same scenes (the answers stay right).
 
+Frames are camera-sized (640 x 480 rgb8 by default, what a VGA camera's ``image_raw``
+carries) at 1 Hz: raw frames of that size are 0.9 MB each, so the three-minute tour is
+180 messages (about 170 MB) instead of the 1.6 GB that 10 Hz would take; a node samples
+by ``header.stamp``, so the camera rate only sets how many frames it can choose from.
+
 Questions are the task's own (:func:`ros2_livevlm.reference.task.sample_questions`,
 same wordings, one-word answers), asked at checkpoints during the tour about what was
 seen so far: presence, first, before, after, now; the last checkpoint's "what did you see
@@ -71,7 +76,7 @@ class Tour:
         run_frames: ``(min, max)`` model frames per scene run (the reference model's training
             range).
         rate_hz: camera frame rate, Hz.
-        height / width: camera frame size, pixels (the task renders 96 x 128).
+        height / width: camera frame size, pixels (the model sees them resized).
         topic: raw image topic.
         frame_id: ``header.frame_id`` of every message.
         checkpoints: model-frame indices after which questions are asked.
@@ -83,9 +88,9 @@ class Tour:
     num_frames: int = 18
     frame_period_s: float = 10.0
     run_frames: tuple[int, int] = TrainConfig.run_frames
-    rate_hz: float = 10.0
-    height: int = 96
-    width: int = 128
+    rate_hz: float = 1.0
+    height: int = 480
+    width: int = 640
     topic: str = '/camera/image_raw'
     frame_id: str = 'camera_optical_frame'
     checkpoints: tuple[int, ...] = (5, 8, 11, 14)

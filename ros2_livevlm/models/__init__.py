@@ -8,6 +8,7 @@ import torch
 
 from .llava_onevision import AttendFn
 from .llava_onevision import check_model_dir
+from .llava_onevision import DecoderParts
 from .llava_onevision import LlavaOnevision
 from .llava_onevision import ModelDirectoryError
 from .tiny import make_tiny_checkpoint
@@ -50,6 +51,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 __all__ = [
     'AttendFn',
+    'DecoderParts',
     'LlavaOnevision',
     'ModelDirectoryError',
     'TinySpec',

@@ -9,6 +9,8 @@ vision path is HF's own ``get_video_features`` (SigLIP -> projector -> bilinear 
 pooling: 196 tokens per 384-px frame). The LLM runs through :meth:`layer_forward` over the
 HF decoder modules (norms, q/k/v/o projections, MLP), but the attention is handed to the
 caller: the KV cache, the RoPE positions and what each query attends to are the memory's.
+A layer is two parts around that attention (:class:`DecoderParts`), the seam where the
+compiled LLM backends (``ros2_livevlm.backends.llm``) replace the torch modules.
 
 Reference: LLaVA-OneVision (Li et al. 2024, arXiv 2408.03326); HF
 ``transformers.models.llava_onevision`` and ``transformers.models.qwen2``.
@@ -16,6 +18,9 @@ Reference: LLaVA-OneVision (Li et al. 2024, arXiv 2408.03326); HF
 
 from __future__ import annotations
 
+from abc import ABC
+from abc import abstractmethod
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 import json
@@ -62,6 +67,110 @@ class AttendFn(Protocol):
     def __call__(
         self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> torch.Tensor: ...
+
+
+def attention_inputs(
+    layer: torch.nn.Module, hidden: torch.Tensor, num_heads: int, num_kv_heads: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Input norm and q/k/v projections of one Qwen2 decoder layer (HF modules).
+
+    Args:
+        layer: a ``Qwen2DecoderLayer``.
+        hidden: residual stream ``[T, D]``.
+        num_heads: H; num_kv_heads: G (the head dim is ``q_proj`` width / H).
+
+    Returns:
+        ``q [H, T, d]``, ``k [G, T, d]``, ``v [G, T, d]``, before RoPE, in ``hidden``'s dtype.
+    """
+    attn = layer.self_attn
+    num_tokens = hidden.shape[0]
+    x = layer.input_layernorm(hidden)
+    q = attn.q_proj(x).view(num_tokens, num_heads, -1).transpose(0, 1)  # [H, T, d]
+    k = attn.k_proj(x).view(num_tokens, num_kv_heads, -1).transpose(0, 1)  # [G, T, d]
+    v = attn.v_proj(x).view(num_tokens, num_kv_heads, -1).transpose(0, 1)  # [G, T, d]
+    return q, k, v
+
+
+def attention_output(
+    layer: torch.nn.Module, hidden: torch.Tensor, attn_out: torch.Tensor
+) -> torch.Tensor:
+    """
+    Output projection, residual, post-attention norm, MLP and residual of one decoder layer.
+
+    Args:
+        layer: a ``Qwen2DecoderLayer``.
+        hidden: residual stream before the layer, ``[T, D]``.
+        attn_out: the attention output ``[H, T, d]``.
+
+    Returns:
+        the residual stream after the layer, ``[T, D]``.
+    """
+    out = attn_out.transpose(0, 1).reshape(hidden.shape[0], -1)  # [T, H * d]
+    hidden = hidden + layer.self_attn.o_proj(out)
+    return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+
+def lm_logits(
+    norm: torch.nn.Module, lm_head: torch.nn.Module, hidden: torch.Tensor
+) -> torch.Tensor:
+    """Apply the final norm and LM head: ``[T, D]`` -> ``[T, V]`` logits in float32."""
+    return lm_head(norm(hidden)).float()
+
+
+class DecoderParts(ABC):
+    """
+    The LLM's dense compute split at the attention, as a backend runs it.
+
+    A decoder layer is :meth:`attention_inputs` (norm, q/k/v), the attention (the
+    memory's: it picks the keys, their RoPE positions and the kernel) and
+    :meth:`attention_output` (o_proj, residual, norm, MLP); :meth:`logits` is the final
+    norm and LM head. :class:`LlavaOnevision` runs them with the HF modules; compiled
+    backends run exported graphs of the same parts.
+
+    Attributes:
+        name: the backend (``torch``, ``onnxruntime``, ``tensorrt``).
+        attention: the backend's attention kernel with the memory's signature
+            ``(q [H, T, d], k [G, S, d], v [G, S, d]) -> [H, T, d]`` (post-RoPE, causal
+            over the last T keys), or ``None`` to keep the memory's own kernel.
+    """
+
+    name = 'torch'
+    attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @abstractmethod
+    def attention_inputs(
+        self, layer_idx: int, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pre-RoPE ``q [H, T, d]``, ``k, v [G, T, d]`` of layer ``layer_idx`` from ``[T, D]``."""
+
+    @abstractmethod
+    def attention_output(
+        self, layer_idx: int, hidden: torch.Tensor, attn_out: torch.Tensor
+    ) -> torch.Tensor:
+        """Residual stream ``[T, D]`` after layer ``layer_idx`` from attention ``[H, T, d]``."""
+
+    @abstractmethod
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the final norm and LM head: ``[T, D]`` -> ``[T, V]`` logits in float32."""
+
+    def layer_forward(
+        self, layer_idx: int, hidden: torch.Tensor, attend: AttendFn
+    ) -> torch.Tensor:
+        """
+        One Qwen2 decoder layer with the attention supplied by ``attend``.
+
+        Args:
+            layer_idx: 0-based layer index.
+            hidden: residual stream ``[T, D]``.
+            attend: receives pre-RoPE ``q [H, T, d]``, ``k, v [G, T, d]`` and returns the
+                attention output ``[H, T, d]``.
+
+        Returns:
+            the residual stream after the layer, ``[T, D]``.
+        """
+        q, k, v = self.attention_inputs(layer_idx, hidden)
+        return self.attention_output(layer_idx, hidden, attend(layer_idx, q, k, v))
 
 
 @contextmanager
@@ -116,7 +225,7 @@ def check_model_dir(path: str | Path) -> Path:
     return root
 
 
-class LlavaOnevision:
+class LlavaOnevision(DecoderParts):
     """
     A loaded LLaVA-OneVision whose LLM layers are driven one at a time.
 
@@ -291,39 +400,20 @@ class LlavaOnevision:
         return self.hf.model.language_model.embed_tokens(token_ids.to(self.device))
 
     @torch.inference_mode()
-    def layer_forward(
-        self, layer_idx: int, hidden: torch.Tensor, attend: AttendFn
+    def attention_inputs(
+        self, layer_idx: int, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pre-RoPE ``q [H, T, d]``, ``k, v [G, T, d]`` of layer ``layer_idx`` (HF modules)."""
+        return attention_inputs(self.layers[layer_idx], hidden, self.num_heads, self.num_kv_heads)
+
+    @torch.inference_mode()
+    def attention_output(
+        self, layer_idx: int, hidden: torch.Tensor, attn_out: torch.Tensor
     ) -> torch.Tensor:
-        """
-        One Qwen2 decoder layer with the attention supplied by ``attend``.
-
-        Args:
-            layer_idx: 0-based layer index.
-            hidden: residual stream ``[T, D]``.
-            attend: receives pre-RoPE ``q [H, T, d]``, ``k, v [G, T, d]`` and returns the
-                attention output ``[H, T, d]``.
-
-        Returns:
-            the residual stream after the layer, ``[T, D]``.
-        """
-        layer = self.layers[layer_idx]
-        attn = layer.self_attn
-        num_tokens = hidden.shape[0]
-        x = layer.input_layernorm(hidden)
-        q = (
-            attn.q_proj(x).view(num_tokens, self.num_heads, self.head_dim).transpose(0, 1)
-        )  # [H, T, d]
-        k = (
-            attn.k_proj(x).view(num_tokens, self.num_kv_heads, self.head_dim).transpose(0, 1)
-        )  # [G, T, d]
-        v = (
-            attn.v_proj(x).view(num_tokens, self.num_kv_heads, self.head_dim).transpose(0, 1)
-        )  # [G, T, d]
-        out = attend(layer_idx, q, k, v).transpose(0, 1).reshape(num_tokens, -1)  # [T, H * d]
-        hidden = hidden + attn.o_proj(out)
-        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        """Residual stream ``[T, D]`` after layer ``layer_idx`` (HF modules)."""
+        return attention_output(self.layers[layer_idx], hidden, attn_out)
 
     @torch.inference_mode()
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Apply the final norm and LM head: ``[T, D]`` -> ``[T, V]`` logits in float32."""
-        return self.hf.lm_head(self.hf.model.language_model.norm(hidden)).float()
+        return lm_logits(self.hf.model.language_model.norm, self.hf.lm_head, hidden)

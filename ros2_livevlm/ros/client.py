@@ -23,6 +23,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile
 from std_srvs.srv import Trigger
 
+from .qos import REQUEST_QOS
 from .status import to_time
 from ..action import Ask
 from ..msg import Answer
@@ -47,11 +48,13 @@ class LiveVLMClient:
         self.answers: list[Answer] = []
         self._lock = threading.Lock()
         node = self.node
-        self._query = node.create_client(Query, f'{target}/query')
-        self._reset = node.create_client(Trigger, f'{target}/reset')
+        self._query = node.create_client(Query, f'{target}/query', qos_profile=REQUEST_QOS)
+        self._reset = node.create_client(Trigger, f'{target}/reset', qos_profile=REQUEST_QOS)
         self._change = node.create_client(ChangeState, f'{target}/change_state')
         self._get = node.create_client(GetState, f'{target}/get_state')
-        self._ask = ActionClient(node, Ask, f'{target}/ask')
+        self._ask = ActionClient(node, Ask, f'{target}/ask', goal_service_qos_profile=REQUEST_QOS,
+                                 result_service_qos_profile=REQUEST_QOS,
+                                 cancel_service_qos_profile=REQUEST_QOS)
         node.create_subscription(MemoryState, f'{target}/memory_state', self._on_state,
                                  QoSProfile(depth=50))
         node.create_subscription(Answer, f'{target}/answers', self._on_answer,
@@ -137,18 +140,46 @@ class LiveVLMClient:
               time_window: Optional[tuple[float, float]] = None,
               timeout: float = 120.0) -> Answer:
         """Call ``~/query``; returns the Answer message."""
+        return self._wait(self.query_async(question, camera, max_new_tokens=max_new_tokens,
+                                           time_window=time_window, timeout=timeout),
+                          timeout).answer
+
+    def query_async(self, question: str, camera: str = '', *, max_new_tokens: int = 0,
+                    time_window: Optional[tuple[float, float]] = None,
+                    timeout: float = 30.0) -> Any:
+        """
+        Send a ``~/query`` request without waiting; returns its future (``Query.Response``).
+
+        Raises:
+            TimeoutError: the service is not available within ``timeout`` s.
+        """
+        if not self._query.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f'service {self._query.srv_name} not available within {timeout} s')
         request = self._fill(Query.Request(), question, camera, max_new_tokens, time_window)
-        return self._call(self._query, request, timeout).answer
+        return self._query.call_async(request)
 
     def send_ask(self, question: str, camera: str = '', *, max_new_tokens: int = 0,
                  on_feedback: Optional[Callable[[Any], None]] = None,
                  timeout: float = 30.0) -> Any:
         """Send an ``~/ask`` goal; returns its ClientGoalHandle (``accepted`` may be False)."""
+        future = self.send_ask_async(question, camera, max_new_tokens=max_new_tokens,
+                                     on_feedback=on_feedback, timeout=timeout)
+        return self._wait(future, timeout)
+
+    def send_ask_async(self, question: str, camera: str = '', *, max_new_tokens: int = 0,
+                       on_feedback: Optional[Callable[[Any], None]] = None,
+                       timeout: float = 30.0) -> Any:
+        """
+        Send an ``~/ask`` goal without waiting; returns the future of its ClientGoalHandle.
+
+        Raises:
+            TimeoutError: the action server is not available within ``timeout`` s.
+        """
         if not self._ask.wait_for_server(timeout_sec=timeout):
             raise TimeoutError(f'action server not available within {timeout} s')
         goal = self._fill(Ask.Goal(), question, camera, max_new_tokens, None)
         callback = (lambda msg: on_feedback(msg.feedback)) if on_feedback else None
-        return self._wait(self._ask.send_goal_async(goal, feedback_callback=callback), timeout)
+        return self._ask.send_goal_async(goal, feedback_callback=callback)
 
     def result(self, goal_handle: Any, timeout: float = 120.0) -> tuple[int, Answer]:
         """Wait for an accepted goal; returns ``(GoalStatus code, Answer)``."""

@@ -4,9 +4,10 @@
 A one-minute demo of the node: a camera tour of real photos, three questions answered.
 
 Starts ``livevlm`` in its own process (autostart) on the reference model, publishes a
-camera dwelling on a few scenes of ``ros2_livevlm/reference/scenes.py`` (real photos
-from scikit-image, with pans, zooms and noise) as ``sensor_msgs/Image`` on ``/image`` with
-sensor-data QoS at 1 Hz of camera time, then asks on ``/livevlm/ask`` with the answer
+camera dwelling on a few scenes of ``ros2_livevlm/reference/scenes.py`` (real photos from
+scikit-image, with pans, zooms and noise) as 640 x 480 ``sensor_msgs/Image`` on ``/image``
+from a reliable publisher, as most camera drivers publish (the node's default QoS,
+``auto``, follows it), at 1 Hz of camera time, then asks on ``/livevlm/ask`` with the answer
 streamed token by token, and stops the node with SIGINT. The reference model is a tiny
 model trained on those photos: a stand-in for a real LLaVA-OneVision checkpoint, which
 the node's ``model_path`` parameter selects (``livevlm_node``, ``livevlm.launch.py``).
@@ -24,7 +25,7 @@ import time
 from typing import Optional
 
 import numpy as np
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from .client import LiveVLMClient
@@ -46,10 +47,10 @@ NODE_PARAMETERS = {'autostart': True, 'frames_per_clip': 4, 'budget_tokens': 96,
 
 
 def tour_messages(start: float = 1000.0) -> list[Image]:
-    """Return the tour as rgb8 Images, one per second of camera time from ``start`` (s)."""
+    """Return the tour as 640 x 480 rgb8 Images, one per second of camera time from ``start``."""
     rng = np.random.default_rng(0)
     frames = np.concatenate(
-        [render_run(rng, scene, seconds, (96, 128)) for scene, seconds in TOUR]
+        [render_run(rng, scene, seconds, (480, 640)) for scene, seconds in TOUR]
     )
     messages = []
     for index, rgb in enumerate(frames):
@@ -78,9 +79,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     node = NodeProcess(NODE_PARAMETERS, log)
     client = LiveVLMClient()
     try:
-        publisher = client.node.create_publisher(Image, '/image', qos_profile_sensor_data)
+        publisher = client.node.create_publisher(Image, '/image', QoSProfile(depth=10))
         print('demo: waiting for the node to load the reference model ...', flush=True)
         client.wait_for(lambda: client.state('image'), timeout=180.0)
+        client.wait_for(lambda: client.state('image').reliability == 'reliable', timeout=30.0)
         client.wait_for(publisher.get_subscription_count, timeout=30.0)
         messages = tour_messages()
         for msg in messages:

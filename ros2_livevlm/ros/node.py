@@ -4,35 +4,41 @@
 The livevlm lifecycle node: camera topics in, questions answered from visual memory.
 
 Configure loads the model (one memory per camera, one shared model); activate creates the
-subscriptions, ``~/query``, ``~/ask``, ``~/reset`` and the state timer and starts the
-worker; deactivate stops them (pending questions fail with an error); cleanup frees the
-model. Outputs: ``~/answers``, ``~/memory_state`` and ``/diagnostics``. Camera callbacks
-only sample and convert; the worker thread owns the engines. Services and the action
-server run in their own reentrant callback group on a MultiThreadedExecutor.
+camera subscriptions (QoS chosen from their publishers, :mod:`.subscription`),
+``~/query``, ``~/ask``, ``~/reset``, the timers, and starts the worker; deactivate stops
+them (pending questions fail with an error); cleanup frees the model. Outputs:
+``~/answers`` (exactly what each caller got), ``~/memory_state`` and ``/diagnostics``.
+
+Everything that runs while active lives in one :class:`Session`, replaced as a whole:
+a callback takes the session once and works on it, so tearing down under a running
+callback (Ctrl-C while a camera streams) never leaves it half a node. Camera callbacks
+only sample and convert; the worker thread owns the engines; requests are served by
+:class:`~ros2_livevlm.ros.serving.RequestServer` in their own reentrant callback group,
+on a MultiThreadedExecutor with a thread per admissible question plus
+:data:`SPARE_THREADS`. Every callback is guarded (:func:`~ros2_livevlm.ros.errors.guarded`):
+an exception is logged with its traceback, counted in diagnostics, and the executor keeps
+running. :func:`main` exits 0 after SIGINT or SIGTERM, 1 after a fatal worker error.
 """
 
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
 from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+import functools
 import importlib.util
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
-import warnings
+from typing import Any, Callable, Optional, TYPE_CHECKING
 
-from action_msgs.msg import GoalStatus
 from ament_index_python.packages import get_package_share_directory
 from ament_index_python.packages import PackageNotFoundError
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
-from rclpy.action import ActionServer
-from rclpy.action import CancelResponse
-from rclpy.action import GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock
 from rclpy.clock import ClockType
@@ -43,28 +49,39 @@ from rclpy.lifecycle import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import CompressedImage
-from sensor_msgs.msg import Image
-from std_srvs.srv import Trigger
 
+from .errors import ErrorLog
+from .errors import guarded
+from .feed import CameraFeed
+from .feed import Frame
 from .image import ImageConversionError
 from .image import to_rgb
 from .params import declare_parameters
+from .params import MAX_PENDING_LIMIT
 from .params import NodeSettings
 from .params import read_settings
-from .status import answer_message
+from .serving import RequestServer
+from .status import CameraReport
 from .status import diagnostics_message
 from .status import memory_state_message
-from .worker import CameraFeed
-from .worker import Frame
-from .worker import Question
+from .status import NodeReport
+from .status import transport_problem
+from .subscription import CameraSubscription
+from .subscription import REFRESH_PERIOD_S
 from .worker import Worker
-from .. import action as _action
 from .. import msg as _msg
-from .. import srv as _srv
+
+if TYPE_CHECKING:
+    from ..engine import StreamingVLM
 
 REQUIRED_MODULES = ('numpy', 'PIL', 'torch', 'transformers', 'tokenizers', 'safetensors')
 """Python modules the engine needs at start-up (pip requirements, not rosdep keys)."""
+
+SPARE_THREADS = 4
+"""Executor threads beyond ``max_pending_questions``: cameras, timers, lifecycle, refusals."""
+
+PROBLEM_LOG_PERIOD_S = 30.0
+"""A camera's transport problem is logged at most this often, s."""
 
 
 def missing_requirements() -> list[str]:
@@ -72,25 +89,66 @@ def missing_requirements() -> list[str]:
     return [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
 
 
-class LiveVLMNode(LifecycleNode):
-    """Lifecycle node ``livevlm``; see the module docstring and README for its interface."""
+def load_engine(settings: NodeSettings) -> StreamingVLM:
+    """
+    Load the engine of the first camera from the node's settings (the others share its model).
 
-    def __init__(self, **kwargs: Any) -> None:
+    Raises:
+        ValueError, OSError, RuntimeError: the checkpoint cannot be loaded.
+    """
+    from ..engine import StreamingVLM  # torch is imported only once configured
+    knobs = {**asdict(settings.memory), **asdict(settings.engine)}
+    device, dtype = knobs.pop('device'), knobs.pop('dtype')
+    return StreamingVLM.from_pretrained(settings.model_path, device=device, dtype=dtype,
+                                        **knobs)
+
+
+@dataclass
+class Session:
+    """What runs while the node is active (created by activate, torn down by deactivate)."""
+
+    settings: NodeSettings
+    feeds: dict[str, CameraFeed]
+    worker: Worker
+    requests: RequestServer
+    cameras: dict[str, CameraSubscription] = field(default_factory=dict)
+    timers: list[Any] = field(default_factory=list)
+
+    def refresh_cameras(self) -> None:
+        """Re-read every camera topic's publishers (QoS ``auto``)."""
+        for camera in self.cameras.values():
+            camera.refresh()
+
+
+class LiveVLMNode(LifecycleNode):
+    """
+    Lifecycle node ``livevlm``; see the module docstring and README for its interface.
+
+    Args:
+        load_engine: builds the first camera's engine from the settings at configure
+            (default :func:`load_engine`); for embedding the node, and for tests that inject
+            faults at the engine boundary.
+        **kwargs: passed to ``rclpy.lifecycle.LifecycleNode``.
+    """
+
+    def __init__(self, *, load_engine: Callable[[NodeSettings], Any] = load_engine,
+                 **kwargs: Any) -> None:
+        self._load_engine = load_engine
         self._node_settings: Optional[NodeSettings] = None
         self._engines: dict = {}
-        self._worker = None
-        self._feeds: dict = {}
-        self._camera_subs: dict = {}
-        self._serving: list = []
+        self._session: Optional[Session] = None
         self._outputs: dict = {}
-        self._inflight = 0
-        self._inflight_done = threading.Condition()
+        self._closing = False
+        self._problem_logged: dict[str, float] = {}
+        self.fatal_error = ''
+        self.stop_requested = threading.Event()
         super().__init__('livevlm', **kwargs)
+        self.errors = ErrorLog(self.get_logger())  # exceptions caught in callbacks
         declare_parameters(self)
         self._serve_group = ReentrantCallbackGroup()  # services and action server
-        self._qos_events: dict[str, int] = {}
         if self.get_parameter('autostart').value is True:
-            self._autostart_timer = self.create_timer(0.0, self._on_autostart)
+            self._autostart_timer = self.create_timer(
+                0.0, guarded(self.errors, 'autostart', self._on_autostart))
         else:
             self.get_logger().info(
                 'unconfigured, waiting for the lifecycle transitions (`ros2 lifecycle set '
@@ -99,7 +157,7 @@ class LiveVLMNode(LifecycleNode):
 
     def _on_autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        if not self._closing and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -118,13 +176,10 @@ class LiveVLMNode(LifecycleNode):
         except ValueError as err:
             log.error(f'bad parameter: {err}')
             return TransitionCallbackReturn.FAILURE
-        from ..engine import StreamingVLM  # torch is imported only once configured
-        knobs = {**asdict(settings.memory), **asdict(settings.engine)}
-        device, dtype = knobs.pop('device'), knobs.pop('dtype')
-        log.info(f'loading model {settings.model_path!r} on {device} ({dtype})')
+        log.info(f'loading model {settings.model_path!r} on {settings.engine.device} '
+                 f'({settings.engine.dtype})')
         try:
-            engine = StreamingVLM.from_pretrained(
-                settings.model_path, device=device, dtype=dtype, **knobs)
+            engine = self._load_engine(settings)
         except (ValueError, OSError, RuntimeError) as err:
             log.error(f'cannot load model_path={settings.model_path!r}: {err}')
             return TransitionCallbackReturn.FAILURE
@@ -148,28 +203,38 @@ class LiveVLMNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         """Subscribe, serve and start the worker; SUCCESS -> active."""
+        if self._closing:
+            return TransitionCallbackReturn.FAILURE
         settings = self._node_settings
-        self._feeds = {camera.name: CameraFeed(camera.name, settings.sample_fps,
-                                               settings.queue_size)
-                       for camera in settings.cameras}
-        self._worker = Worker(self._engines, self._feeds, self._now, self.get_logger(),
-                              clip_timeout=settings.clip_timeout,
-                              flush_on_question=settings.flush_on_question,
-                              max_pending=settings.max_pending_questions)
-        self._worker.start()
-        self._camera_subs = {camera.name: self._subscribe(camera) for camera in settings.cameras}
-        group = self._serve_group
-        self._serving = [
-            self.create_service(_srv.Query, '~/query', self._on_query, callback_group=group),
-            self.create_service(Trigger, '~/reset', self._on_reset, callback_group=group),
-            ActionServer(self, _action.Ask, '~/ask', self._execute_ask,
-                         goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-                         callback_group=group),
-            # steady clock: state keeps flowing while sim time stands still (a paused bag)
-            self.create_timer(settings.state_period, self._publish_state,
-                              clock=Clock(clock_type=ClockType.STEADY_TIME)),
+        feeds = {camera.name: CameraFeed(camera.name, settings.sample_fps, settings.queue_size)
+                 for camera in settings.cameras}
+        worker = Worker(self._engines, feeds, self._now, self.get_logger(),
+                        clip_timeout=settings.clip_timeout,
+                        flush_on_question=settings.flush_on_question,
+                        max_pending=settings.max_pending_questions, on_fatal=self._on_fatal)
+        worker.start()
+        requests = RequestServer(self, feeds, worker, self._publish_answer, self.errors,
+                                 self._serve_group)
+        session = Session(settings, feeds, worker, requests)
+        for camera in settings.cameras:
+            session.cameras[camera.name] = CameraSubscription(
+                self, camera.name, compressed=camera.compressed, setting=camera.reliability,
+                depth=camera.depth, on_message=guarded(
+                    self.errors, f'camera {camera.name}',
+                    functools.partial(self._on_image, session, camera.name)))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs while sim time stands still
+        session.timers = [
+            self.create_timer(settings.state_period, guarded(
+                self.errors, 'state', functools.partial(self._publish_state, session)),
+                clock=steady),
+            self.create_timer(REFRESH_PERIOD_S, guarded(
+                self.errors, 'qos', session.refresh_cameras),
+                clock=steady),
         ]
-        self.get_logger().info('active: ~/query, ~/ask, ~/reset ready')
+        self._session = session
+        self.get_logger().info(
+            'active: ~/query, ~/ask, ~/reset ready; cameras ' + ', '.join(
+                f'{c.topic} ({c.reliability.name.lower()})' for c in session.cameras.values()))
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -189,25 +254,20 @@ class LiveVLMNode(LifecycleNode):
 
     def close(self, reason: str) -> None:
         """Stop the worker, answer pending requests with ``reason``, free everything."""
+        self._closing = True
         self._stop(reason)
         self._release()
 
     def _stop(self, reason: str) -> None:
-        if self._worker is not None:
-            self._worker.stop(reason)
-            self._worker = None
-        with self._inflight_done:  # let pending requests send their error responses
-            self._inflight_done.wait_for(lambda: self._inflight == 0, timeout=10.0)
-        time.sleep(0.2 if self._serving else 0.0)  # results on their way to clients
-        for subscription in self._camera_subs.values():
-            self.destroy_subscription(subscription)
-        service_query, service_reset, action_server, timer = self._serving or (None,) * 4
-        if action_server is not None:
-            action_server.destroy()
-            self.destroy_service(service_query)
-            self.destroy_service(service_reset)
+        session, self._session = self._session, None
+        if session is None:
+            return
+        for timer in session.timers:
             self.destroy_timer(timer)
-        self._camera_subs, self._serving = {}, []
+        for camera in session.cameras.values():
+            camera.destroy()
+        session.worker.stop(reason)  # queued questions fail, a running answer stops
+        session.requests.close(reason)  # after their responses went out
 
     def _release(self) -> None:
         for publisher in self._outputs.values():
@@ -216,31 +276,20 @@ class LiveVLMNode(LifecycleNode):
         self._engines = {}
         self._node_settings = None
 
+    def _on_fatal(self, message: str) -> None:
+        """Worker thread: a fatal error; the process stops and exits non-zero."""
+        self.fatal_error = message
+        self.get_logger().fatal(f'{message}; the node stops (exit code 1): restart it (a '
+                                'launch file with respawn=True does)')
+        self.stop_requested.set()
+
     # ---- cameras ----------------------------------------------------------------------
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _subscribe(self, camera: Any) -> Any:
-        with warnings.catch_warnings():  # the Humble name; Kilted keeps it as an alias
-            warnings.simplefilter('ignore', UserWarning)
-            from rclpy.qos_event import SubscriptionEventCallbacks
-        msg_type = CompressedImage if camera.compressed else Image
-
-        def on_incompatible(event: Any) -> None:
-            self._qos_events[camera.name] = event.total_count
-            self.get_logger().warning(
-                f'camera {camera.name}: a publisher offers QoS incompatible with this '
-                f'subscription ({event.last_policy_kind}); a reliable subscriber never '
-                'receives from a best-effort camera: set qos_reliability to best_effort',
-                throttle_duration_sec=10.0)
-
-        return self.create_subscription(
-            msg_type, camera.name, lambda msg: self._on_image(camera.name, msg), camera.qos,
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=on_incompatible))
-
-    def _on_image(self, camera: str, msg: Any) -> None:
-        feed, now = self._feeds[camera], self._now()
+    def _on_image(self, session: Session, camera: str, msg: Any) -> None:
+        feed, now = session.feeds[camera], self._now()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if stamp == 0.0:
             self.get_logger().warning(f'camera {camera}: header.stamp is zero; using the '
@@ -261,123 +310,44 @@ class LiveVLMNode(LifecycleNode):
                                       throttle_duration_sec=5.0)
             return
         feed.push(Frame(rgb, stamp, msg.header.frame_id))
-        self._worker.wake()
+        session.worker.wake()
 
-    # ---- questions --------------------------------------------------------------------
-
-    @contextmanager
-    def _request(self) -> Iterator[None]:
-        with self._inflight_done:
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._inflight_done:
-                self._inflight -= 1
-                self._inflight_done.notify_all()
-
-    def _answer(self, request: Any, on_token: Optional[Callable] = None,
-                cancelled: Callable[[], bool] = lambda: False) -> Any:
-        """Answer a Query request or an Ask goal (same fields); returns an Answer message."""
-        worker, names = self._worker, list(self._engines)
-        camera = request.camera or (names[0] if names else '')
-        question = Question(camera, request.question, request.max_new_tokens or None,
-                            on_token=on_token, cancelled=cancelled)
-        if request.use_time_window:
-            question.time_window = tuple(t.sec + t.nanosec * 1e-9
-                                         for t in (request.window_start, request.window_end))
-        if worker is None:
-            question.fail('the node is not active')
-        elif not request.question.strip():
-            question.fail('the question is empty; ask something, e.g. "What is on the table?"')
-        elif camera not in self._engines:
-            question.fail(f'unknown camera {camera!r}; cameras: {", ".join(names)}')
-        elif worker.submit(question):
-            question.done.wait()
-        feed = self._feeds.get(camera)
-        stats = worker.stats(camera) if worker is not None and feed is not None else None
-        message = answer_message(question, stats, feed.frame_id if feed else '')
+    def _publish_answer(self, message: _msg.Answer) -> None:
         publisher = self._outputs.get('answers')
         if publisher is not None and publisher.is_activated:
             publisher.publish(message)
-        return message
-
-    def _on_query(self, request: Any, response: Any) -> Any:
-        with self._request():
-            response.answer = self._answer(request)
-        return response
-
-    def _on_reset(self, request: Any, response: Any) -> Any:
-        with self._request():
-            for feed in self._feeds.values():
-                feed.request_reset()
-            self._worker.wake()
-            deadline = time.monotonic() + 30.0
-            while any(f.reset_pending for f in self._feeds.values()):
-                if time.monotonic() > deadline or self._worker is None:
-                    response.message = 'the reset did not complete (the node is stopping)'
-                    return response
-                time.sleep(0.01)
-            response.success = True
-            response.message = f'memory reset: {", ".join(self._feeds)}'
-        return response
-
-    def _on_goal(self, goal: Any) -> GoalResponse:
-        worker = self._worker
-        if worker is None or not worker.has_capacity():
-            reason = 'max_pending_questions reached' if worker else 'the node is not active'
-            self.get_logger().warning(f'Ask goal rejected: {reason}')
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
-        return CancelResponse.ACCEPT
-
-    def _execute_ask(self, goal_handle: Any) -> Any:
-        partial: list[str] = []
-
-        def on_token(token_id: int, delta: str) -> bool:
-            if goal_handle.is_cancel_requested:
-                return False
-            partial.append(delta)
-            goal_handle.publish_feedback(_action.Ask.Feedback(
-                partial_text=''.join(partial), delta=delta, tokens_generated=len(partial)))
-            return True
-
-        with self._request():
-            message = self._answer(goal_handle.request, on_token,
-                                   lambda: goal_handle.is_cancel_requested)
-            if goal_handle.is_cancel_requested:
-                message.success, message.error, message.text = False, 'cancelled', ''
-                goal_handle.canceled()
-            elif message.success:
-                goal_handle.succeed()
-            elif goal_handle.status != GoalStatus.STATUS_CANCELED:
-                goal_handle.abort()
-        return _action.Ask.Result(answer=message)
 
     # ---- state ------------------------------------------------------------------------
 
-    def _publish_state(self) -> None:
-        worker, now = self._worker, self.get_clock().now()
-        if worker is None:
-            return
-        states = []
-        for camera, feed in self._feeds.items():
-            topic = self._camera_subs[camera].topic_name
-            state = memory_state_message(camera, topic, self._node_settings.memory.policy, feed,
-                                         worker.stats(camera), now)
+    def _publish_state(self, session: Session) -> None:
+        now = self.get_clock().now()
+        reports = []
+        for camera, feed in session.feeds.items():
+            transport = session.cameras[camera].transport()
+            state = memory_state_message(camera, session.settings.memory.policy, feed,
+                                         transport, session.worker.stats(camera), now)
             self._outputs['state'].publish(state)
-            states.append((state, self.count_publishers(topic),
-                           self._qos_events.get(camera, 0),
-                           feed.time_jumps))
+            reports.append(CameraReport(state, transport, session.worker.health(camera),
+                                        feed.time_jumps))
+            self._log_problem(camera, transport_problem(transport))
+        node = NodeReport(session.worker.alive, session.worker.fatal_error,
+                          self.errors.count, self.errors.last,
+                          session.worker.pending)
         self._outputs['diagnostics'].publish(
-            diagnostics_message(self.get_fully_qualified_name(), states, now))
+            diagnostics_message(self.get_fully_qualified_name(), reports, node, now))
+
+    def _log_problem(self, camera: str, problem: Optional[str]) -> None:
+        now = time.monotonic()
+        if problem is not None and now - self._problem_logged.get(camera, -1e9) >= \
+                PROBLEM_LOG_PERIOD_S:
+            self._problem_logged[camera] = now
+            self.get_logger().warning(f'camera {camera}: {problem}')
 
     def executor_threads(self) -> int:
-        """Threads the executor needs: one per pending question, plus callbacks and lifecycle."""
+        """Threads the executor needs: one per pending question, plus :data:`SPARE_THREADS`."""
         value = self.get_parameter('max_pending_questions').value
-        return 4 + (value if isinstance(value, int) and 0 < value < 64 else 4)
+        pending = value if isinstance(value, int) and 0 < value <= MAX_PENDING_LIMIT else 4
+        return pending + SPARE_THREADS
 
 
 def parse_arguments(args: Optional[list[str]] = None) -> None:
@@ -404,43 +374,53 @@ def parse_arguments(args: Optional[list[str]] = None) -> None:
     parser.parse_args(remove_ros_args(sys.argv if args is None else args)[1:])
 
 
-def main(args: Optional[list[str]] = None) -> int:
-    """
-    Run the node until SIGINT or SIGTERM, then stop cleanly (exit code 0).
+def _spin(executor: MultiThreadedExecutor, node: LiveVLMNode, running: threading.Event) -> None:
+    """Spin until ``running`` is cleared; an exception out of the executor is reported."""
+    while running.is_set():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            return
+        except Exception as err:  # noqa: B902 - the executor must outlive any callback
+            node.errors.report(f'unexpected error in the executor: {type(err).__name__}: '
+                               f'{err}', err)
 
-    On a signal the worker stops and pending questions are answered with an error before
-    the executor and the context shut down. rclpy's own signal handlers are not installed,
-    so the executor keeps serving those last responses.
+
+def main(args: Optional[list[str]] = None,
+         make_node: Callable[[], LiveVLMNode] = LiveVLMNode) -> int:
+    """
+    Run the node until SIGINT, SIGTERM or a fatal error, then stop cleanly.
+
+    On a signal the worker stops and pending questions are answered with an error while
+    the executor still spins, then the executor and the context shut down. rclpy's own
+    signal handlers are not installed, so those last responses go out.
+
+    Returns:
+        0 after a signal, 1 after a fatal error (the worker could not recover).
     """
     parse_arguments(args)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
+    node = make_node()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = LiveVLMNode()
+        signal.signal(signum, lambda *_: node.stop_requested.set())
     executor = MultiThreadedExecutor(num_threads=node.executor_threads())
     executor.add_node(node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-        finally:
-            stop.set()
-
-    spinner = threading.Thread(target=spin, name='livevlm_executor')
+    running = threading.Event()
+    running.set()
+    spinner = threading.Thread(target=_spin, args=(executor, node, running),
+                               name='livevlm_executor')
     spinner.start()
     try:
-        while not stop.wait(1.0):
+        while not node.stop_requested.wait(1.0):
             pass
     finally:
-        node.close('the node is shutting down')
-        executor.shutdown()
+        node.close(node.fatal_error or 'the node is shutting down')
+        running.clear()
         spinner.join()
+        executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return 1 if node.fatal_error else 0
 
 
 if __name__ == '__main__':

@@ -19,18 +19,16 @@ from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy
-from rclpy.qos import QoSProfile
-from rclpy.qos import ReliabilityPolicy
 
+from .qos import QOS_RELIABILITY
 from ..config import EngineConfig
 from ..config import field_docs
 from ..config import MemoryConfig
 from ..config import split_settings
 from ..reference import MEMORY_SETTINGS
 
-RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
-               'reliable': ReliabilityPolicy.RELIABLE}
+MAX_PENDING_LIMIT = 64
+"""Largest ``max_pending_questions``: each waiting question holds an executor thread."""
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     'model_path': (
@@ -44,8 +42,11 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
         [False], 'per camera (one value for all cameras, or one per camera): subscribe '
         'sensor_msgs/CompressedImage (JPEG/PNG) instead of sensor_msgs/Image'),
     'qos_reliability': (
-        ['best_effort'], 'per camera: best_effort (sensor-data QoS; receives from reliable '
-        'and best-effort publishers) or reliable (receives only from reliable publishers)'),
+        ['auto'], 'per camera: auto (match the publishers of the topic: reliable when all are '
+        'reliable, else best_effort; re-decided when they change), best_effort (receives '
+        'from both kinds; Fast DDS loses frames over ~0.5 MB unless the camera process uses '
+        'config/fastdds_large_frames.xml) or reliable (receives only from reliable '
+        'publishers)'),
     'qos_depth': ([5], 'per camera: subscription history depth (keep last), messages'),
     'sample_fps': (1.0, 'frames kept per second of camera time (header.stamp), Hz'),
     'queue_size': (
@@ -58,8 +59,8 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
         True, 'before answering, prefill the partial clip (when no clip prefill is under '
         'way) so the answer sees every sampled frame; false: only whole clips'),
     'max_pending_questions': (
-        4, 'questions (service and action) queued or being answered at once; more are '
-        'refused with a reason'),
+        4, f'questions (service and action) queued or being answered at once, 1 to '
+        f'{MAX_PENDING_LIMIT}; more are refused at once with error_code ERROR_BUSY'),
     'state_period': (1.0, 'period of ~/memory_state and /diagnostics, s'),
     'autostart': (
         False, 'configure and activate right after start (for plain `ros2 run`; the launch '
@@ -70,11 +71,20 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
 
 @dataclass(frozen=True)
 class CameraSettings:
-    """One camera: its name (as listed in ``cameras``), message type and QoS."""
+    """
+    One camera.
+
+    Attributes:
+        name: topic as listed in ``cameras``.
+        compressed: ``sensor_msgs/CompressedImage`` instead of ``Image``.
+        reliability: ``auto``, ``best_effort`` or ``reliable``.
+        depth: subscription history depth (keep last), messages.
+    """
 
     name: str
     compressed: bool
-    qos: QoSProfile
+    reliability: str
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -180,18 +190,20 @@ def read_settings(node: Node) -> NodeSettings:
     reliabilities = _per_camera('qos_reliability', values['qos_reliability'], count)
     depths = _per_camera('qos_depth', values['qos_depth'], count)
     for reliability in reliabilities:
-        if reliability not in RELIABILITY:
+        if reliability not in QOS_RELIABILITY:
             raise ValueError(f'parameter qos_reliability: {reliability!r} is not one of '
-                             f'{", ".join(RELIABILITY)}')
+                             f'{", ".join(QOS_RELIABILITY)}')
     for depth in depths:
         _positive('qos_depth', depth)
     cameras = tuple(
-        CameraSettings(name, compressed, QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[reliability]))
+        CameraSettings(name, compressed, reliability, depth)
         for name, compressed, reliability, depth in zip(
             names, _per_camera('compressed', values['compressed'], count), reliabilities, depths))
     for name in ('sample_fps', 'queue_size', 'max_pending_questions', 'state_period'):
         _positive(name, values[name])
+    if values['max_pending_questions'] > MAX_PENDING_LIMIT:
+        raise ValueError(f'parameter max_pending_questions: at most {MAX_PENDING_LIMIT}, got '
+                         f'{values["max_pending_questions"]}')
     _positive('clip_timeout', values['clip_timeout'], allow_zero=True)
     if not values['model_path'].strip():
         raise ValueError('parameter model_path: give "reference", "tiny" or a checkpoint '

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from typing import Any
 from typing import Optional
+from typing import Sequence
 
 
 class NodeProcessError(RuntimeError):
@@ -35,20 +36,23 @@ class NodeProcess:
         log_path: the node's log file (its parent is created).
         name: node name (``__node`` remap; default ``livevlm``).
         env: extra environment variables for the node process.
+        program: what Python runs (default the node module; a script that calls
+            :func:`ros2_livevlm.ros.node.main` with its own node works alike).
 
     Raises:
         NodeProcessError: the process could not be started.
     """
 
     def __init__(self, parameters: dict[str, Any], log_path: Path, *, name: str = 'livevlm',
-                 env: Optional[dict[str, str]] = None) -> None:
+                 env: Optional[dict[str, str]] = None,
+                 program: Sequence[str] = ('-m', 'ros2_livevlm.ros.node')) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         params_path = log_path.with_suffix('.params.yaml')
         document = {'/**': {'ros__parameters': parameters}}
         params_path.write_text(json.dumps(document, indent=1) + '\n')  # YAML 1.2 is JSON
         self._log = open(log_path, 'w')
-        command = [sys.executable, '-m', 'ros2_livevlm.ros.node', '--ros-args',
+        command = [sys.executable, *program, '--ros-args',
                    '-r', f'__node:={name}', '--params-file', str(params_path)]
         try:
             self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,

@@ -1,16 +1,22 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
 """
-Camera feeds (sampler, bounded queue, counters) and the one thread that owns the engines.
+The one thread that owns the engines: it ingests queued frames and answers questions.
 
-Callbacks convert and enqueue; the worker ingests frames and answers questions. Questions
-take priority: between the layer steps of a clip prefill (``StreamingVLM.ingest_iter``)
-the worker answers every queued question from the committed memory, then resumes.
+Questions take priority: between the layer steps of a clip prefill
+(``StreamingVLM.ingest_iter``) the worker answers the waiting questions, then resumes.
+With ``flush_on_question`` (the default) an answer sees the newest frame its camera had
+sampled when the question arrived: a question about the camera being prefilled waits for
+that clip to commit; then the newest queued frame of its camera is ingested (older queued
+frames are dropped and counted: newest wins) and the partial clip is prefilled.
 
-Time going backwards (a looped bag, a restarted clock): a stamp earlier than the newest
-sampled stamp of that camera by more than one sample period resets that camera's memory
-(queued frames are discarded, ``time_jumps`` is counted and a warning logged); smaller
-reorders are skipped by the sampler, so the engine only ever sees rising stamps.
+Supervision: an exception in an engine call (ingest, flush, reset, answer) is logged once
+with its traceback, counted in :class:`CameraHealth`, and fails the questions it affects
+with its message; after a failed ingest or flush that camera's memory is reset (it may be
+inconsistent) and the worker keeps serving. A failure it cannot recover from (the reset
+itself fails, or a defect in the loop) is fatal: queued questions fail with the message,
+the thread ends and ``on_fatal`` is called, so the process exits non-zero. Every admitted
+question is completed exactly once: answered, refused or failed.
 """
 
 from __future__ import annotations
@@ -18,166 +24,40 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 import threading
+import traceback
 from typing import Any
 from typing import Callable
+from typing import Iterator
 from typing import Optional
 from typing import TYPE_CHECKING
 
-import numpy as np
+from .errors import ErrorLog
+from .feed import CameraFeed
+from .feed import Frame
+from ..msg import Answer as AnswerMessage
 
 if TYPE_CHECKING:  # the engine (torch) is imported by the node only once configured
     from ..engine import Answer
     from ..engine import MemoryStats
     from ..engine import StreamingVLM
 
-RATE_WINDOW_S = 5.0
-"""Span of the sliding windows behind input and ingest rates, s."""
+IDLE_WAIT_S = 0.05
+"""Longest sleep of an idle worker between checks of its queues, s."""
 
-
-@dataclass
-class Frame:
-    """A sampled frame: RGB uint8 ``[H, W, 3]``, its camera stamp (s) and frame_id."""
-
-    rgb: np.ndarray
-    stamp: float
-    frame_id: str
-
-
-@dataclass
-class FeedCounters:
-    """Per-camera counters since the last reset or time jump (MemoryState fields)."""
-
-    frames_received: int = 0
-    frames_sampled: int = 0
-    frames_dropped_invalid: int = 0
-    frames_dropped_queue: int = 0
-
-
-class CameraFeed:
-    """
-    One camera's sampler (by header.stamp), bounded queue (newest wins) and counters.
-
-    Thread-safe: the subscription callback samples and pushes, the worker pops.
-
-    Args:
-        name: camera name (as listed in the ``cameras`` parameter).
-        sample_fps: frames kept per second of camera time, Hz.
-        queue_size: frames waiting at most; a push into a full queue drops the oldest.
-    """
-
-    def __init__(self, name: str, sample_fps: float, queue_size: int) -> None:
-        self.name = name
-        self.period = 1.0 / sample_fps
-        self.counters = FeedCounters()
-        self.time_jumps = 0
-        self.frame_id = ''
-        self.newest_stamp: Optional[float] = None
-        self.reset_pending = False
-        self.answer_latency = 0.0
-        self._lock = threading.Lock()
-        self._queue: deque[Frame] = deque(maxlen=queue_size)
-        self._next_due: Optional[float] = None
-        self._arrivals: deque[float] = deque()
-        self._ingests: deque[float] = deque()
-
-    def receive(self, stamp: float, now: float) -> tuple[bool, bool]:
-        """
-        Count a message and decide whether its frame is due.
-
-        Args:
-            stamp: header.stamp, s.
-            now: node clock, s (for the input rate).
-
-        Returns:
-            ``(due, time_jump)``: convert and :meth:`push` the frame when due; on a time
-            jump the queue has been cleared and the memory reset is pending.
-        """
-        with self._lock:
-            _append_window(self._arrivals, now)
-            jump = self.newest_stamp is not None and stamp < self.newest_stamp - self.period
-            if jump:  # a memory reset: counters restart with this message
-                self._queue.clear()
-                self._next_due = None
-                self.newest_stamp = None
-                self.reset_pending = True
-                self.counters = FeedCounters()
-                self.time_jumps += 1
-            self.counters.frames_received += 1
-            return self._next_due is None or stamp >= self._next_due, jump
-
-    def reject(self) -> None:
-        """Count a due frame that failed conversion (its sample slot stays open)."""
-        with self._lock:
-            self.counters.frames_dropped_invalid += 1
-
-    def push(self, frame: Frame) -> None:
-        """Queue a converted, due frame; a full queue drops its oldest frame."""
-        with self._lock:
-            due = self._next_due if self._next_due is not None else frame.stamp
-            due += self.period
-            self._next_due = due if due > frame.stamp else frame.stamp + self.period
-            self.newest_stamp = frame.stamp
-            self.frame_id = frame.frame_id
-            self.counters.frames_sampled += 1
-            if len(self._queue) == self._queue.maxlen:
-                self.counters.frames_dropped_queue += 1
-            self._queue.append(frame)
-
-    def pop(self) -> Optional[Frame]:
-        """Take the oldest queued frame, or None."""
-        with self._lock:
-            return self._queue.popleft() if self._queue else None
-
-    def take_reset(self) -> bool:
-        """Return True once after a time jump or a reset request (the worker resets)."""
-        with self._lock:
-            pending, self.reset_pending = self.reset_pending, False
-            return pending
-
-    def request_reset(self) -> None:
-        """Forget queued frames, counters and sampler state; the worker resets the memory."""
-        with self._lock:
-            self._queue.clear()
-            self._next_due = None
-            self.newest_stamp = None
-            self.counters = FeedCounters()
-            self._arrivals.clear()
-            self._ingests.clear()
-            self.reset_pending = True
-
-    def note_ingested(self, now: float) -> None:
-        """Record one ingested frame at node time ``now`` (s), for the ingest rate."""
-        with self._lock:
-            _append_window(self._ingests, now)
-
-    def rates(self, now: float) -> tuple[float, float]:
-        """Return ``(input_rate, ingest_rate)`` in Hz over the last :data:`RATE_WINDOW_S`."""
-        with self._lock:
-            return _rate(self._arrivals, now), _rate(self._ingests, now)
-
-
-def _append_window(window: deque[float], now: float) -> None:
-    window.append(now)
-    while window and window[0] < now - RATE_WINDOW_S:
-        window.popleft()
-
-
-def _rate(window: deque[float], now: float) -> float:
-    recent = [t for t in window if t >= now - RATE_WINDOW_S]
-    if len(recent) < 2 or recent[-1] <= recent[0]:
-        return 0.0
-    return (len(recent) - 1) / (recent[-1] - recent[0])
+JOIN_TIMEOUT_S = 5.0
+"""How long :meth:`Worker.stop` waits for the thread to leave its current engine step, s."""
 
 
 @dataclass
 class Question:
     """
-    A question for one camera's memory, answered by the worker.
+    A question for one camera's memory, completed once by the worker (or a refusal).
 
     ``on_token(token_id, text_delta)`` is called from the worker thread per token and may
-    return False to stop (cancel). The asker waits on ``done``; then exactly one of
-    ``answer`` and ``error`` is set.
+    return False to stop (cancel). The asker waits on ``done``; then either ``answer`` is
+    set, or ``error`` and ``error_code`` (an ``ERROR_*`` constant of ``msg/Answer``).
     """
 
     camera: str
@@ -189,11 +69,50 @@ class Question:
     done: threading.Event = field(default_factory=threading.Event)
     answer: Optional[Answer] = None
     error: str = ''
+    error_code: int = AnswerMessage.ERROR_NONE
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def fail(self, error: str) -> None:
-        """Finish with an error."""
-        self.error = error
-        self.done.set()
+    def finish(self, answer: Answer) -> bool:
+        """Complete with an answer; False if the question was already completed."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self.answer = answer
+            self.done.set()
+            return True
+
+    def fail(self, error: str, code: int) -> bool:
+        """Complete with an error and its ``ERROR_*`` code; False if already completed."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self.error, self.error_code = error, code
+            self.done.set()
+            return True
+
+
+@dataclass
+class CameraHealth:
+    """
+    Engine failures of one camera since the worker started.
+
+    Attributes:
+        errors: engine calls that raised (ingest, flush, reset, answer).
+        last_error: the message of the latest one ('' if none).
+        failing: the most recent engine call on this camera raised.
+    """
+
+    errors: int = 0
+    last_error: str = ''
+    failing: bool = False
+
+
+class _Stopped(Exception):
+    """Raised inside the worker thread to leave an engine iteration when the worker stops."""
+
+
+class _Fatal(Exception):
+    """A memory could not be reset after a failure: its state is unknown."""
 
 
 class Worker:
@@ -207,28 +126,34 @@ class Worker:
         logger: rclpy logger.
         clip_timeout: prefill a partial clip after this long without a sampled frame, s
             (0: never).
-        flush_on_question: prefill a partial clip before answering (when no clip prefill
-            is suspended).
+        flush_on_question: answer from the newest sampled frame (see the module docstring);
+            false: answer at once from whole committed clips.
         max_pending: questions queued or running at once; more are refused.
+        on_fatal: called once, from the worker thread, with the message of a fatal error.
     """
 
     def __init__(self, engines: dict[str, StreamingVLM], feeds: dict[str, CameraFeed],
                  now: Callable[[], float], logger: Any, *, clip_timeout: float,
-                 flush_on_question: bool, max_pending: int) -> None:
+                 flush_on_question: bool, max_pending: int,
+                 on_fatal: Callable[[str], None] = lambda message: None) -> None:
         self.engines = engines
         self.feeds = feeds
+        self.fatal_error = ''
         self._now = now
         self._log = logger
         self._clip_timeout = clip_timeout
         self._flush_on_question = flush_on_question
         self._max_pending = max_pending
+        self._on_fatal = on_fatal
         self._questions: deque[Question] = deque()
-        self._running = 0
+        self._running: list[Question] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop_reason = ''
         self._thread: Optional[threading.Thread] = None
         self._stats = {name: engine.stats() for name, engine in engines.items()}
+        self._health = {name: CameraHealth() for name in engines}
+        self._errors = ErrorLog(logger)
         self._last_sample = {name: now() for name in engines}
 
     def start(self) -> None:
@@ -239,40 +164,53 @@ class Worker:
 
     def stop(self, reason: str) -> None:
         """
-        Stop and join the thread; queued questions fail with ``reason``.
+        Stop the thread within about :data:`JOIN_TIMEOUT_S`; questions fail with ``reason``.
 
-        A clip prefill under way is completed first (its memory stays consistent); a
-        question being answered is cancelled at its next token.
+        A clip prefill under way is abandoned at its next layer step (the memory keeps its
+        committed clips); a question being answered stops at its next token.
         """
         with self._lock:
             self._stop_reason = reason
             pending, self._questions = list(self._questions), deque()
         for question in pending:
-            question.fail(reason)
+            question.fail(reason, AnswerMessage.ERROR_NOT_ACTIVE)
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                self._log.warning(f'the worker did not stop within {JOIN_TIMEOUT_S:.0f} s (an '
+                                  'engine step still runs); it is left to finish alone')
+        with self._lock:
+            running = list(self._running)
+        for question in running:  # only if the thread was left behind
+            question.fail(reason, AnswerMessage.ERROR_NOT_ACTIVE)
+
+    @property
+    def pending(self) -> int:
+        """Questions queued or being answered."""
+        with self._lock:
+            return len(self._questions) + len(self._running)
+
+    @property
+    def alive(self) -> bool:
+        """Tell whether the thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def submit(self, question: Question) -> bool:
-        """Queue a question; False (with ``question.error`` set) if refused."""
+        """Queue a question; False (and the question failed with the reason) if refused."""
         with self._lock:
-            if self._stop_reason or self._thread is None:
-                question.fail(self._stop_reason or 'the node is not active')
+            if self._stop_reason or self._thread is None or self.fatal_error:
+                reason = self.fatal_error or self._stop_reason or 'the node is not active'
+                question.fail(reason, AnswerMessage.ERROR_NOT_ACTIVE)
                 return False
-            if len(self._questions) + self._running >= self._max_pending:
-                question.fail(f'busy: {self._max_pending} questions pending '
-                              '(parameter max_pending_questions); retry later')
+            if len(self._questions) + len(self._running) >= self._max_pending:
+                question.fail(f'busy: {self._max_pending} questions pending (parameter '
+                              'max_pending_questions); retry later', AnswerMessage.ERROR_BUSY)
                 return False
             self._questions.append(question)
         self._wake.set()
         return True
-
-    def has_capacity(self) -> bool:
-        """Whether :meth:`submit` would accept a question now."""
-        with self._lock:
-            busy = len(self._questions) + self._running >= self._max_pending
-            return not busy and not self._stop_reason and self._thread is not None
 
     def wake(self) -> None:
         """Tell the thread that frames arrived."""
@@ -283,46 +221,201 @@ class Worker:
         with self._lock:
             return self._stats[camera]
 
+    def health(self, camera: str) -> CameraHealth:
+        """Engine failures of ``camera`` (a copy)."""
+        with self._lock:
+            return replace(self._health[camera])
+
     # ---- the thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop_reason:
-            busy = False
-            for name, feed in self.feeds.items():  # resets first: a question after ~/reset
-                if feed.take_reset():              # must not see the old memory
-                    self._reset(name)
-                    busy = True
-            busy = self._answer_questions(flush=True) or busy
-            for name, feed in self.feeds.items():
-                frame = feed.pop()
-                if frame is not None:
-                    self._ingest(name, frame)
-                    busy = True
-            busy = self._flush_idle() or busy
-            if not busy:
-                self._wake.wait(0.05)
-                self._wake.clear()
+        try:
+            while not self._stop_reason:
+                if not self._step():
+                    self._wake.wait(IDLE_WAIT_S)
+                    self._wake.clear()
+        except _Stopped:
+            pass
+        except Exception as err:  # noqa: B902 - _Fatal or a defect in the loop: reported
+            self._die(err)
+
+    def _step(self) -> bool:
+        """Run one round: resets, questions, one frame per camera, idle flushes."""
+        busy = False
+        for name, feed in self.feeds.items():  # resets first: a question after ~/reset
+            if feed.take_reset():              # must not see the old memory
+                self._reset(name)
+                busy = True
+        busy = self._answer_questions(prefilling=None) or busy
+        for name, feed in self.feeds.items():
+            frame = feed.pop()
+            if frame is not None:
+                self._ingest(name, frame, answer_between=True)
+                busy = True
+        return self._flush_idle() or busy
+
+    def _die(self, err: Exception) -> None:
+        cause = str(err) if isinstance(err, _Fatal) else f'{type(err).__name__}: {err}'
+        message = f'the worker stopped after a fatal error: {cause}'
+        trace = ''.join(traceback.format_exception(type(err), err, err.__traceback__))
+        self._log.fatal(f'{message}\n{trace.rstrip()}')
+        with self._lock:
+            self.fatal_error = message
+            pending, self._questions = list(self._questions) + self._running, deque()
+        for question in pending:
+            question.fail(message, AnswerMessage.ERROR_INTERNAL)
+        self._on_fatal(message)
+
+    # ---- engine calls, supervised -----------------------------------------------------
+
+    def _drive(self, camera: str, operation: str, steps: Iterator[None], *,
+               answer_between: bool) -> bool:
+        """
+        Run an engine iteration to its end; False if the engine raised (handled).
+
+        Between steps the worker stops if asked to and, with ``answer_between``, answers
+        waiting questions.
+        """
+        try:
+            for _ in steps:
+                if self._stop_reason:
+                    raise _Stopped
+                if answer_between:
+                    self._answer_questions(prefilling=camera)
+        except (_Stopped, _Fatal):
+            raise
+        except Exception as err:  # noqa: B902 - any engine failure is reported and survived
+            steps.close()
+            message = self._record_fault(camera, operation, err)
+            self._reset(camera)  # before the questions fail: they see the memory reset
+            self._fail_waiting(camera, f'{message}; the memory of camera {camera} was reset')
+            return False
+        finally:
+            steps.close()  # an abandoned prefill leaves the committed memory as it was
+        self._mark_healthy(camera)
+        self._snapshot(camera)
+        return True
+
+    def _ingest(self, camera: str, frame: Frame, *, answer_between: bool) -> bool:
+        engine = self.engines[camera]
+        steps = engine.ingest_iter(frame.rgb[None], [frame.stamp])
+        if not self._drive(camera, 'ingest', steps, answer_between=answer_between):
+            return False
+        self._last_sample[camera] = self._now()
+        self.feeds[camera].note_ingested(self._now())
+        return True
+
+    def _flush(self, camera: str, *, answer_between: bool) -> bool:
+        steps = self.engines[camera].flush_iter()
+        return self._drive(camera, 'flush', steps, answer_between=answer_between)
+
+    def _flush_idle(self) -> bool:
+        if self._clip_timeout <= 0:
+            return False
+        flushed = False
+        for camera in self.engines:
+            idle = self._now() - self._last_sample[camera] >= self._clip_timeout
+            if idle and self.stats(camera).frames_pending:
+                self._flush(camera, answer_between=True)
+                flushed = True
+        return flushed
+
+    def _reset(self, camera: str) -> None:
+        """Reset a memory; a failure leaves its state unknown: :class:`_Fatal`."""
+        try:
+            self.engines[camera].reset()
+        except Exception as err:  # noqa: B902 - any failure here is fatal
+            self._record_fault(camera, 'reset', err)
+            raise _Fatal(f'reset failed on camera {camera}: {type(err).__name__}: {err}') from err
+        self._last_sample[camera] = self._now()
+        self._snapshot(camera)
+
+    def _record_fault(self, camera: str, operation: str, err: Exception) -> str:
+        """Count a failed engine call in its camera's health and log it (once in full)."""
+        message = f'{operation} failed on camera {camera}: {type(err).__name__}: {err}'
+        with self._lock:
+            health = self._health[camera]
+            health.errors += 1
+            health.last_error, health.failing = message, True
+        self._errors.report(message, err)
+        return message
+
+    def _mark_healthy(self, camera: str) -> None:
+        with self._lock:
+            self._health[camera].failing = False
+
+    def _snapshot(self, camera: str) -> None:
+        stats = self.engines[camera].stats()
+        with self._lock:
+            self._stats[camera] = stats
+
+    # ---- questions --------------------------------------------------------------------
+
+    def _answer_questions(self, *, prefilling: Optional[str]) -> bool:
+        """
+        Answer every waiting question; those about ``prefilling`` wait for its clip.
+
+        Returns True if a question was answered.
+        """
+        answered, deferred = False, []
+        while (question := self._next_question()) is not None:
+            if question.camera == prefilling and self._flush_on_question:
+                deferred.append(question)
+                continue
+            answered = True
+            try:
+                self._answer(question)
+            finally:
+                with self._lock:
+                    self._running.remove(question)
+        if deferred:
+            with self._lock:
+                for question in deferred:
+                    self._running.remove(question)
+                if not self._stop_reason:
+                    self._questions.extendleft(reversed(deferred))
+                    deferred = []
+            for question in deferred:  # stopped meanwhile
+                question.fail(self._stop_reason, AnswerMessage.ERROR_NOT_ACTIVE)
+        return answered
 
     def _next_question(self) -> Optional[Question]:
         with self._lock:
             if not self._questions:
                 return None
-            self._running += 1
-            return self._questions.popleft()
+            question = self._questions.popleft()
+            self._running.append(question)
+            return question
 
-    def _answer_questions(self, *, flush: bool) -> bool:
-        answered = False
-        while (question := self._next_question()) is not None:
-            answered = True
-            try:
-                self._answer(question, flush=flush)
-            finally:
-                with self._lock:
-                    self._running -= 1
-        return answered
+    def _fail_waiting(self, camera: str, message: str) -> None:
+        """Fail the queued questions about ``camera`` (an engine failure affects them)."""
+        with self._lock:
+            failed = [q for q in self._questions if q.camera == camera]
+            self._questions = deque(q for q in self._questions if q.camera != camera)
+        for question in failed:
+            question.fail(message, AnswerMessage.ERROR_INTERNAL)
 
-    def _answer(self, question: Question, *, flush: bool) -> None:
-        engine = self.engines[question.camera]
+    def _catch_up(self, camera: str) -> bool:
+        """Ingest the newest queued frame of ``camera`` and prefill its partial clip."""
+        frame = self.feeds[camera].take_newest()
+        if frame is not None and not self._ingest(camera, frame, answer_between=False):
+            return False
+        if self.stats(camera).frames_pending:
+            return self._flush(camera, answer_between=False)
+        return True
+
+    def _answer(self, question: Question) -> None:
+        camera, engine = question.camera, self.engines[question.camera]
+        if question.cancelled():
+            question.fail('cancelled before it was answered', AnswerMessage.ERROR_CANCELLED)
+            return
+        if self._flush_on_question and not self._catch_up(camera):
+            question.fail(self.health(camera).last_error, AnswerMessage.ERROR_INTERNAL)
+            return
+        stats = self.stats(camera)
+        if stats.frames_in_memory == 0:
+            question.fail(self._empty_memory(camera, stats), AnswerMessage.ERROR_EMPTY_MEMORY)
+            return
         on_token = question.on_token
 
         def guarded(token_id: int, delta: str) -> Optional[bool]:
@@ -330,61 +423,32 @@ class Worker:
                 return False
             return on_token(token_id, delta) if on_token is not None else None
 
-        if question.cancelled():
-            question.fail('cancelled before it was answered')
-            return
         try:
-            if flush and self._flush_on_question and engine.flush():
-                self._snapshot(question.camera)
-            question.answer = engine.ask(
-                question.text, max_new_tokens=question.max_new_tokens,
-                time_window=question.time_window, on_token=guarded)
-        except ValueError as err:
-            question.fail(str(err))
+            answer = engine.ask(question.text, max_new_tokens=question.max_new_tokens,
+                                time_window=question.time_window, on_token=guarded)
+        except ValueError as err:  # the engine's check of the question and its options
+            question.fail(str(err), AnswerMessage.ERROR_BAD_REQUEST)
             return
         except Exception as err:  # noqa: B902 - a failed answer must not stop the worker
-            self._log.error(f'answering on camera {question.camera} failed: {err!r}')
-            question.fail(f'internal error: {err!r}')
+            question.fail(self._record_fault(camera, 'answer', err),
+                          AnswerMessage.ERROR_INTERNAL)
             return
-        if self._stop_reason and question.answer.stop_reason == 'cancelled':
-            question.answer = None
-            question.fail(self._stop_reason)
-            return
-        self.feeds[question.camera].answer_latency = question.answer.total_s
-        question.done.set()
+        self._mark_healthy(camera)
+        if answer.stop_reason == 'cancelled' and self._stop_reason:
+            question.fail(self._stop_reason, AnswerMessage.ERROR_NOT_ACTIVE)
+        elif answer.stop_reason == 'cancelled':
+            question.fail('cancelled', AnswerMessage.ERROR_CANCELLED)
+        else:
+            self.feeds[camera].answer_latency = answer.total_s
+            question.finish(answer)
 
-    def _ingest(self, camera: str, frame: Frame) -> None:
-        engine = self.engines[camera]
-        try:
-            for _ in engine.ingest_iter(frame.rgb[None], [frame.stamp]):
-                self._answer_questions(flush=False)
-        except ValueError as err:
-            self._log.warning(f'camera {camera}: {err}; resetting its memory')
-            self._reset(camera)
-            return
-        self._last_sample[camera] = self._now()
-        self.feeds[camera].note_ingested(self._now())
-        self._snapshot(camera)
-
-    def _flush_idle(self) -> bool:
-        if self._clip_timeout <= 0:
-            return False
-        flushed = False
-        for camera, engine in self.engines.items():
-            idle = self._now() - self._last_sample[camera] >= self._clip_timeout
-            if idle and self._stats[camera].frames_pending:
-                for _ in engine.flush_iter():  # questions still go first between steps
-                    self._answer_questions(flush=False)
-                self._snapshot(camera)
-                flushed = True
-        return flushed
-
-    def _reset(self, camera: str) -> None:
-        self.engines[camera].reset()
-        self._last_sample[camera] = self._now()
-        self._snapshot(camera)
-
-    def _snapshot(self, camera: str) -> None:
-        stats = self.engines[camera].stats()
-        with self._lock:
-            self._stats[camera] = stats
+    def _empty_memory(self, camera: str, stats: MemoryStats) -> str:
+        counters = self.feeds[camera].counters
+        if stats.frames_pending:
+            return (f'the memory of camera {camera} is empty: its {stats.frames_pending} '
+                    'frames wait for a full clip (frames_per_clip); with flush_on_question '
+                    'true they would be prefilled before answering')
+        return (f'the memory of camera {camera} is empty: no frame since the node started or '
+                f'was reset (received {counters.frames_received}, sampled '
+                f'{counters.frames_sampled}, invalid {counters.frames_dropped_invalid}); '
+                'check that the camera publishes on its topic (see /diagnostics)')

@@ -10,15 +10,22 @@ add others below (append only).
 from __future__ import annotations
 
 from collections.abc import Iterator
+import os
 from pathlib import Path
 
-import pytest
-from ros2_livevlm.models import LlavaOnevision
-from ros2_livevlm.models import make_tiny_checkpoint
-from ros2_livevlm.models import TinySpec
-from ros2_livevlm.reference.scenes import scene_image
-from ros2_livevlm.reference.scenes import SCENE_NAMES
-import torch
+
+# The Triton tests run the kernels in Triton's CPU interpreter, chosen when triton.language
+# defines its own jit functions: set it before any module here imports the package (the
+# engine does, through transformers), not only in the Triton test modules
+os.environ['TRITON_INTERPRET'] = '1'
+
+import pytest  # noqa: E402
+from ros2_livevlm.models import LlavaOnevision  # noqa: E402
+from ros2_livevlm.models import make_tiny_checkpoint  # noqa: E402
+from ros2_livevlm.models import TinySpec  # noqa: E402
+from ros2_livevlm.reference.scenes import scene_image  # noqa: E402
+from ros2_livevlm.reference.scenes import SCENE_NAMES  # noqa: E402
+import torch  # noqa: E402
 
 
 VISION_SPEC = TinySpec(image_size=56, patch_size=8)

@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 from ros2_livevlm.backends.build_engines import main as build_engines
-from ros2_livevlm.backends.cache import BatchProfile
+from ros2_livevlm.backends.cache import AxisProfile
 from ros2_livevlm.backends.cache import engine_cache_root
 from ros2_livevlm.backends.cache import EngineCacheError
 from ros2_livevlm.backends.cache import EngineKey
@@ -67,9 +67,14 @@ def cached_engine(
         tensorrt_version='10.3.0.30',
         compute_capability='8.7',
     )
-    batch = BatchProfile(1, 8, 32)
+    profiles = ({'frames': AxisProfile(1, 8, 32)},)
     store_engine(
-        root, key, PLACEHOLDER_ENGINE, model_path=vision_tiny_path, gpu_name='Orin', batch=batch
+        root,
+        key,
+        PLACEHOLDER_ENGINE,
+        model_path=vision_tiny_path,
+        gpu_name='Orin',
+        profiles=profiles,
     )
     return root, key
 
@@ -83,7 +88,11 @@ def test_cached_engine_is_found_with_its_sidecar(
     assert (
         entry.engine_path.name == f'vision-{key.model_hash[:16]}-fp16-v1-trt10.3.0.30-sm87.engine'
     )
-    assert (entry.key, entry.batch, entry.gpu_name) == (key, BatchProfile(1, 8, 32), 'Orin')
+    assert (entry.key, entry.profiles, entry.gpu_name) == (
+        key,
+        ({'frames': AxisProfile(1, 8, 32)},),
+        'Orin',
+    )
     assert entry.model_path == str(vision_tiny_path.resolve()) and entry.engine_bytes == len(
         PLACEHOLDER_ENGINE
     )
@@ -152,14 +161,17 @@ def test_tensorrt_backend_without_tensorrt_fails_at_configure(
     """
     with pytest.raises(TensorRTUnavailable, match='pip install tensorrt'):
         import_tensorrt()
-    with pytest.raises(TensorRTUnavailable, match='Or set vision_backend to torch or onnxruntime'):
+    with pytest.raises(
+        TensorRTUnavailable, match='Or set vision_backend and llm_backend to torch or onnxruntime'
+    ):
         StreamingVLM.from_pretrained(vision_tiny_path, vision_backend='tensorrt')
 
 
 def test_no_gpu_is_a_clear_error() -> None:
     """No CUDA GPU on these machines either: the device check names cause and alternatives."""
     with pytest.raises(
-        TensorRTUnavailable, match='torch sees none .*set vision_backend to torch or onnxruntime'
+        TensorRTUnavailable,
+        match='torch sees none .*set vision_backend and llm_backend to torch or onnxruntime',
     ):
         cuda_device('cuda')
 
@@ -169,12 +181,21 @@ def test_build_engines_cli(
 ) -> None:
     assert (
         build_engines(
-            ['--model-path', str(vision_tiny_path), '--onnx-only', '--precision', 'fp32']
+            [
+                '--model-path',
+                str(vision_tiny_path),
+                '--onnx-only',
+                '--precision',
+                'fp32',
+                '--components',
+                'vision',
+            ]
         )
         == 0
     )
-    (onnx_file,) = (vision_cache / 'onnx').glob('*-fp32-v1/vision.onnx')
-    assert f'ONNX: {onnx_file}' in capsys.readouterr().out
+    (onnx_file,) = (vision_cache / 'onnx').glob('vision-*-fp32-v1/vision.onnx')
+    assert f'ONNX: {onnx_file.parent}' in capsys.readouterr().out
+    assert not list((vision_cache / 'onnx').glob('llm-*'))  # only the component asked for
     assert build_engines(['--model-path', str(vision_tiny_path)]) == 1  # no TensorRT here
     assert "TensorRT's Python package" in capsys.readouterr().err
     assert (
@@ -186,3 +207,5 @@ def test_build_engines_cli(
     assert '1 <= min <= opt <= max' in capsys.readouterr().err
     assert build_engines(['--model-path', str(vision_tiny_path / 'missing')]) == 2
     assert 'does not exist' in capsys.readouterr().err
+    assert build_engines(['--model-path', str(vision_tiny_path), '--components', 'llm,gpu']) == 2
+    assert "--components 'llm,gpu': choose from vision, llm" in capsys.readouterr().err

@@ -18,7 +18,7 @@ SHORT_TOUR = Tour(
     questions_per_checkpoint=2,
     final_questions=4,
 )
-"""8 s at 5 Hz (40 frames of 96 x 128), questions after model frames 3, 5, 7; sampled at 1 Hz."""
+"""8 s at 5 Hz (40 frames of 640 x 480), questions after model frames 3, 5, 7; sampled at 1 Hz."""
 
 
 EVAL_ARGS = ('--budget-tokens', '32', '--frames-per-clip', '4', '--sample-fps', '1', '--quiet')

@@ -34,8 +34,8 @@ def test_bag_and_questions_match_the_tour(short_sample: Path) -> None:
     assert (camera.topic, camera.count, info.start_ns) == (SHORT_TOUR.topic, 40, START_NS)
     first = next(read_camera(short_sample / 'bag', camera.topic)).decode()
     assert (first.height, first.width, first.encoding, first.header.frame_id) == (
-        96,
-        128,
+        480,
+        640,
         'rgb8',
         SHORT_TOUR.frame_id,
     )

@@ -13,6 +13,8 @@ import os
 from typing import Any
 from typing import Iterator
 
+from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
 from ros2_livevlm.ros.client import LiveVLMClient
 from ros2_livevlm.ros.process import NodeProcess
@@ -27,10 +29,12 @@ def start_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """Yield a function that starts node processes; any still running are killed after."""
     started: list[NodeProcess] = []
 
-    def start(**parameters: Any) -> NodeProcess:
+    def start(env: dict[str, str] | None = None, program: tuple[str, ...] | None = None,
+              **parameters: Any) -> NodeProcess:
         parameters.setdefault('model_path', 'tiny')  # random weights: answers run long
         log = tmp_path_factory.mktemp('node') / 'node.log'
-        node = NodeProcess(parameters, log, env={'ROS2_LIVEVLM_CACHE': str(log.parent / 'cache')})
+        env = {'ROS2_LIVEVLM_CACHE': str(log.parent / 'cache'), **(env or {})}
+        node = NodeProcess(parameters, log, env=env, **({'program': program} if program else {}))
         started.append(node)
         return node
 
@@ -47,3 +51,15 @@ def client() -> Iterator[LiveVLMClient]:
     livevlm = LiveVLMClient('/livevlm')
     yield livevlm
     livevlm.close()
+
+
+@pytest.fixture(scope='module')
+def diagnostics(client: LiveVLMClient) -> dict[str, DiagnosticStatus]:
+    """Latest DiagnosticStatus from /diagnostics by subject: ``node`` or ``camera <name>``."""
+    latest: dict[str, DiagnosticStatus] = {}
+
+    def on_array(array: DiagnosticArray) -> None:
+        for status in array.status:
+            latest[status.name.split(': ', 1)[-1]] = status
+    client.node.create_subscription(DiagnosticArray, '/diagnostics', on_array, 10)
+    return latest

@@ -1,11 +1,12 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Camera messages of every supported encoding, built from RGB photos for the tests."""
+"""Camera messages of every supported encoding, built from RGB photos; diagnostics readers."""
 
 from __future__ import annotations
 
 import io
 
+from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 from PIL import Image as PILImage
 from ros2_livevlm.ros.status import to_time
@@ -20,11 +21,15 @@ RAW_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16',
                  'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv')
 
 
-def photo(index: int, width: int = 160) -> np.ndarray:
-    """Real photo number ``index`` (cycling), ``width`` pixels wide: RGB uint8 [H, W, 3]."""
+def photo(index: int, size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """Real photo number ``index`` (cycling), cropped and scaled to ``size = (height, width)``."""
     image = PILImage.fromarray(getattr(photos, PHOTOS[index % len(PHOTOS)])()[:, :, :3])
-    height = round(image.height * width / image.width) // 2 * 2
-    return np.asarray(image.resize((width, height), PILImage.BILINEAR))
+    height, width = size
+    scale = max(width / image.width, height / image.height)
+    image = image.resize((round(image.width * scale), round(image.height * scale)),
+                         PILImage.BILINEAR)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return np.asarray(image.crop((left, top, left + width, top + height)))
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -92,3 +97,8 @@ def compressed_image(payload: bytes, fmt: str = 'jpeg', *, stamp: float = 0.0,
     msg.header.stamp, msg.header.frame_id = to_time(stamp), frame_id
     msg.data = payload
     return msg
+
+
+def values(status: DiagnosticStatus) -> dict[str, str]:
+    """Return the key-values of a DiagnosticStatus as a dict."""
+    return {kv.key: kv.value for kv in status.values}

@@ -17,7 +17,8 @@ from action_msgs.msg import GoalStatus
 from builtin_interfaces.msg import Time
 from lifecycle_msgs.msg import Transition
 import pytest
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile
+from ros2_livevlm.msg import Answer
 from ros_messages import encoded_photo
 from ros_messages import photo
 from rosgraph_msgs.msg import Clock
@@ -35,6 +36,17 @@ def node(start_node, client):
     return process
 
 
+def send_frames(client, camera) -> None:
+    """Publish three 640 x 480 frames once the (re)activated node subscribes reliable."""
+    client.states.clear()
+    client.wait_for(lambda: client.state('image'), 30.0)
+    client.wait_for(lambda: client.state('image').reliability == 'reliable', 30.0)
+    client.wait_for(camera.get_subscription_count, 30.0)
+    for i in range(3):
+        camera.publish(encoded_photo(photo(i), 'rgb8', stamp=SIM_TIME - 10.0 + i))
+    client.wait_for(lambda: client.state('image').frames_sampled == 3, 30.0)
+
+
 def test_transitions_sim_time_and_sigterm(node, client):
     clock = client.node.create_publisher(Clock, '/clock', 10)
     ticking = threading.Event()
@@ -49,12 +61,8 @@ def test_transitions_sim_time_and_sigterm(node, client):
         assert client.get_state() == 'inactive'
         assert client.change_state(Transition.TRANSITION_ACTIVATE)
         assert client.get_state() == 'active'
-        camera = client.node.create_publisher(Image, '/image', qos_profile_sensor_data)
-        client.wait_for(camera.get_subscription_count, 30.0)
-        for i in range(3):
-            camera.publish(encoded_photo(photo(i), 'rgb8', stamp=SIM_TIME - 10.0 + i))
-        client.wait_for(lambda: client.state('image'), 30.0)
-        client.wait_for(lambda: client.state('image').frames_sampled == 3, 30.0)
+        camera = client.node.create_publisher(Image, '/image', QoSProfile(depth=10))
+        send_frames(client, camera)
         answer = client.query('What is it?')
         assert answer.success and answer.frames_in_memory == 3
         state = client.state('image')
@@ -67,6 +75,8 @@ def test_transitions_sim_time_and_sigterm(node, client):
         assert client.change_state(Transition.TRANSITION_CLEANUP)
         assert client.change_state(Transition.TRANSITION_CONFIGURE)
         assert client.change_state(Transition.TRANSITION_ACTIVATE)
+        assert client.query('Again?').error_code == Answer.ERROR_EMPTY_MEMORY  # a new model
+        send_frames(client, camera)
         assert client.query('Again?').success
 
         started = threading.Event()

@@ -52,6 +52,7 @@ def test_every_config_field_is_declared_with_a_description(make_node):
     assert settings.memory == replace(MemoryConfig(), budget_tokens=448, observation_tokens=32)
     assert settings.engine == replace(EngineConfig(), frames_per_clip=8)
     assert [c.name for c in settings.cameras] == ['image'] and not settings.cameras[0].compressed
+    assert settings.cameras[0].reliability == 'auto'
 
 
 def test_yaml_lists_exactly_the_declared_parameters(make_node):
@@ -72,6 +73,7 @@ def test_yaml_lists_exactly_the_declared_parameters(make_node):
     ({'policy': 'lru'}, 'policy'),
     ({'cameras': ['a', 'b'], 'compressed': [True, False, True]}, 'compressed'),
     ({'qos_reliability': ['sometimes']}, 'qos_reliability'),
+    ({'max_pending_questions': 65}, 'max_pending_questions'),
     ({'cameras': ['a', 'a']}, 'cameras'),
 ])
 def test_bad_values_fail_configure_naming_the_parameter(make_node, overrides, named):
