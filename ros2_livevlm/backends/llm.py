@@ -462,7 +462,20 @@ class CompiledDecoder(DecoderParts):
 
     @torch.inference_mode()
     def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``(q [H, T, d], k [G, S, d], v [G, S, d]) -> [H, T, d]``: the ``attention`` graph."""
+        """
+        ``(q [H, T, d], k [G, S, d], v [G, S, d]) -> [H, T, d]``: the ``attention`` graph.
+
+        Keys and values per query head (``[H, S, d]``, what a retrieval that selects per
+        query head returns) take ``H / G`` graph calls: call ``i`` gives KV head ``g`` the
+        keys of query head ``g * H / G + i``, and keeps those heads' outputs.
+        """
+        heads, groups = q.shape[0], self.model.num_kv_heads
+        if k.shape[0] == heads and heads != groups:
+            out = torch.empty_like(q)
+            for i in range(heads // groups):
+                chosen = torch.arange(i, heads, heads // groups, device=q.device)
+                out[chosen] = self._attention(q, k[chosen], v[chosen])[chosen]
+            return out
         num_queries, num_keys = q.shape[1], k.shape[1]
         blocks = []
         for span in self._chunks(num_queries, self.token_limit(ATTENTION)):

@@ -50,7 +50,6 @@ SETTINGS = {
     'short_term_frames': 1,
     'observation_tokens': 196,
     'page_size': 16,
-    'sink_tokens': 196,
     'max_new_tokens': 8,
 }
 """Memory sized in frames of 196 tokens (a 4-frame budget) so every policy evicts and differs."""

@@ -42,7 +42,6 @@ SETTINGS = {
     'budget_tokens': 48,
     'observation_tokens': 16,
     'page_size': 8,
-    'sink_tokens': 16,
 }
 """16 tokens per frame: a 3-frame budget, so every policy evicts (and differs) over 8 frames."""
 QUESTIONS = ('What did the robot see on the table?', 'Did you see a cat?')
