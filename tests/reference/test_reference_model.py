@@ -47,6 +47,8 @@ def test_reference_resolves_to_the_committed_checkpoint() -> None:
     assert text['num_key_value_heads'] < text['num_attention_heads']  # GQA
 
 
+@pytest.mark.xfail(strict=True, reason='reference model v2 answers presence at chance '
+                   '(held-out "no" 0-22 %): not learned yet, issue 11')
 @pytest.mark.parametrize('settings', [
     {'policy': 'full'},
     {'policy': 'livevlm', 'budget_tokens': 128, 'page_size': 16, 'observation_tokens': 32},
