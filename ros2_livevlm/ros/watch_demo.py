@@ -49,18 +49,18 @@ def node_parameters(tour: Tour, memory_file: Path) -> dict[str, Any]:
 
 
 def start(parameters: dict[str, Any], log: Path, client: LiveVLMClient) -> NodeProcess:
-    """Start the node and wait until it is active and subscribed reliably to ``/image``."""
+    """Start the node and wait until it publishes its state."""
     with client._lock:
         client.states.clear()
     node = NodeProcess(parameters, log)
     client.wait_for(lambda: client.state('image'), timeout=180.0)
-    client.wait_for(lambda: client.state('image').reliability == 'reliable', timeout=30.0)
     return node
 
 
 def stream_tour(client: LiveVLMClient, tour: Tour) -> tuple[list[tuple[float, float]], float]:
     """Publish the tour on ``/image``; return the scene's spans (s from the start) and start."""
     publisher = client.node.create_publisher(Image, '/image', QoSProfile(depth=10))
+    client.wait_for(lambda: client.state('image').reliability == 'reliable', timeout=30.0)
     client.wait_for(publisher.get_subscription_count, timeout=30.0)
     runs = plan_runs(tour)
     frames = list(camera_frames(tour, runs))
