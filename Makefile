@@ -5,6 +5,7 @@
 #   make          set up (.venv, interfaces, env.sh); incremental
 #   make demo     the main job: the sample camera bag replayed into the node, timed questions,
 #                 a report per memory policy (MODEL=tiny|reference|/path/to/llava-onevision)
+#   make watch-demo  a watch firing on the sample tour; the memory kept across a node restart
 #   make test     the test suite (what .ci/run runs)
 #   make lint     only the ament linters
 #   make test-py310  the engine tests under Python 3.10 with the Humble set (not in `make test`:
@@ -23,7 +24,7 @@ ROS_ENV := PATH="$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PA
 INTERFACES := $(wildcard msg/*.msg srv/*.srv action/*.action)
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test test-py310 lint clean distclean
+.PHONY: all setup demo watch-demo test test-py310 lint clean distclean
 all: setup
 
 setup: env.sh $(VENV)/.interfaces.stamp
@@ -56,6 +57,9 @@ env.sh: scripts/env.sh.in
 demo: setup
 	. ./env.sh && python -m ros2_livevlm.eval.evaluate --live --budget-tokens 96 --out reports/demo \
 		$(if $(MODEL),--model-path $(MODEL))
+
+watch-demo: setup
+	. ./env.sh && python -m ros2_livevlm.ros.watch_demo
 
 test: setup
 	. ./env.sh && python -m pytest $(PYTEST_ARGS)

@@ -275,13 +275,20 @@ def _sha256(data: Any) -> str:
 # ---- load ---------------------------------------------------------------------------
 
 
-def load_memories(path: str | Path, engines: Mapping[str, StreamingVLM]) -> MemoryFileInfo:
+def load_memories(path: str | Path, engines: Mapping[str, StreamingVLM], *,
+                  held_only: bool = False) -> MemoryFileInfo:
     """
     Replace the memory of each engine in ``engines`` with the file's memory of that name.
 
     Memories of the file that are not requested are left alone. Everything is read and
     checked (integrity, model, settings, names) before any engine changes; then all
     requested memories are restored, or, if one does not fit, none.
+
+    Args:
+        path: the memory file.
+        engines: name -> engine to restore.
+        held_only: restore only the requested names the file holds (e.g. a node that
+            gained a camera); ``unknown_memory`` only when it holds none of them.
 
     Raises:
         MemoryFileError: why the file cannot be loaded (``reason``, :data:`REASONS`).
@@ -292,6 +299,9 @@ def load_memories(path: str | Path, engines: Mapping[str, StreamingVLM]) -> Memo
     index, tensors, num_bytes = _read(path)
     records = {record.get('name'): record for record in index['memories']}
     unknown = [name for name in engines if name not in records]
+    if held_only and len(unknown) < len(engines):
+        engines = {name: engine for name, engine in engines.items() if name in records}
+        unknown = []
     if unknown:
         raise MemoryFileError(
             'unknown_memory',

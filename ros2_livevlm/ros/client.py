@@ -4,7 +4,8 @@
 A blocking Python client of a livevlm node (used by the demo and the tests).
 
 It owns an rclpy context, a node and an executor thread, so plain Python gets blocking
-calls with timeouts: ``query``, ``ask`` (feedback callback, cancel), ``reset``, lifecycle
+calls with timeouts: ``query``, ``ask`` (feedback callback, cancel), ``reset``,
+``save_memory``/``load_memory``, ``watch`` (events as feedback), lifecycle
 ``change_state``/``get_state``, and the latest ``MemoryState`` per camera.
 """
 
@@ -26,9 +27,12 @@ from std_srvs.srv import Trigger
 from .qos import REQUEST_QOS
 from .status import to_time
 from ..action import Ask
+from ..action import Watch
 from ..msg import Answer
 from ..msg import MemoryState
+from ..srv import LoadMemory
 from ..srv import Query
+from ..srv import SaveMemory
 
 
 class LiveVLMClient:
@@ -50,11 +54,19 @@ class LiveVLMClient:
         node = self.node
         self._query = node.create_client(Query, f'{target}/query', qos_profile=REQUEST_QOS)
         self._reset = node.create_client(Trigger, f'{target}/reset', qos_profile=REQUEST_QOS)
+        self._save = node.create_client(SaveMemory, f'{target}/save_memory',
+                                        qos_profile=REQUEST_QOS)
+        self._load = node.create_client(LoadMemory, f'{target}/load_memory',
+                                        qos_profile=REQUEST_QOS)
         self._change = node.create_client(ChangeState, f'{target}/change_state')
         self._get = node.create_client(GetState, f'{target}/get_state')
         self._ask = ActionClient(node, Ask, f'{target}/ask', goal_service_qos_profile=REQUEST_QOS,
                                  result_service_qos_profile=REQUEST_QOS,
                                  cancel_service_qos_profile=REQUEST_QOS)
+        self._watch = ActionClient(node, Watch, f'{target}/watch',
+                                   goal_service_qos_profile=REQUEST_QOS,
+                                   result_service_qos_profile=REQUEST_QOS,
+                                   cancel_service_qos_profile=REQUEST_QOS)
         node.create_subscription(MemoryState, f'{target}/memory_state', self._on_state,
                                  QoSProfile(depth=50))
         node.create_subscription(Answer, f'{target}/answers', self._on_answer,
@@ -186,6 +198,29 @@ class LiveVLMClient:
         response = self._wait(goal_handle.get_result_async(), timeout)
         return response.status, response.result.answer
 
+    def send_watch(self, question: str, camera: str = '', *, whole_memory: bool = False,
+                   window: float = 0.0, hold: int = 0, min_period: float = 0.0,
+                   max_events: int = 0, on_event: Optional[Callable[[Any], None]] = None,
+                   timeout: float = 30.0) -> Any:
+        """
+        Send a ``~/watch`` goal (fields as ``action/Watch``); returns its ClientGoalHandle.
+
+        ``on_event`` gets each ``WatchEvent`` (feedback); :meth:`watch_result` waits for the end.
+        """
+        if not self._watch.wait_for_server(timeout_sec=timeout):
+            raise TimeoutError(f'action server not available within {timeout} s')
+        goal = Watch.Goal(question=question, camera=camera, whole_memory=whole_memory,
+                          window=window, hold=hold, min_period=min_period,
+                          max_events=max_events)
+        callback = (lambda msg: on_event(msg.feedback.event)) if on_event else None
+        return self._wait(self._watch.send_goal_async(goal, feedback_callback=callback),
+                          timeout)
+
+    def watch_result(self, goal_handle: Any, timeout: float = 120.0) -> tuple[int, Any]:
+        """Wait for a watch goal to end; returns ``(GoalStatus code, Watch.Result)``."""
+        response = self._wait(goal_handle.get_result_async(), timeout)
+        return response.status, response.result
+
     def cancel(self, goal_handle: Any, timeout: float = 30.0) -> Any:
         """Request cancellation of a goal; returns the CancelGoal response."""
         return self._wait(goal_handle.cancel_goal_async(), timeout)
@@ -193,6 +228,16 @@ class LiveVLMClient:
     def reset(self, timeout: float = 60.0) -> Trigger.Response:
         """Call ``~/reset``."""
         return self._call(self._reset, Trigger.Request(), timeout)
+
+    def save_memory(self, path: str = '', camera: str = '',
+                    timeout: float = 120.0) -> SaveMemory.Response:
+        """Call ``~/save_memory`` (empty path: the node's ``memory_file``; empty camera: all)."""
+        return self._call(self._save, SaveMemory.Request(path=path, camera=camera), timeout)
+
+    def load_memory(self, path: str = '', camera: str = '',
+                    timeout: float = 120.0) -> LoadMemory.Response:
+        """Call ``~/load_memory`` (empty path: the node's ``memory_file``; empty camera: all)."""
+        return self._call(self._load, LoadMemory.Request(path=path, camera=camera), timeout)
 
     def change_state(self, transition_id: int, timeout: float = 120.0) -> bool:
         """Trigger a lifecycle transition (``lifecycle_msgs/Transition`` id); True on success."""

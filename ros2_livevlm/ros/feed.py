@@ -113,6 +113,9 @@ class CameraFeed:
     def push(self, frame: Frame) -> None:
         """Queue a converted, due frame; a full queue drops its oldest frame (counted)."""
         with self._lock:
+            if self.newest_stamp is not None and frame.stamp <= self.newest_stamp:
+                self.counters.frames_dropped_queue += 1  # sampled before a memory load
+                return
             due = self._next_due if self._next_due is not None else frame.stamp
             due += self.period
             self._next_due = due if due > frame.stamp else frame.stamp + self.period
@@ -137,6 +140,20 @@ class CameraFeed:
             newest = self._queue.pop()
             self._queue.clear()
             return newest
+
+    def continue_from(self, stamp: Optional[float]) -> None:
+        """
+        Continue the timeline of a loaded memory whose newest frame is at ``stamp``, s.
+
+        Queued frames are dropped (counted; they belong to the replaced memory); the next
+        frame is due one period after ``stamp``, and a frame stamped earlier than ``stamp``
+        by more than a period is a time jump (:meth:`receive`).
+        """
+        with self._lock:
+            self.counters.frames_dropped_queue += len(self._queue)
+            self._queue.clear()
+            self.newest_stamp = stamp
+            self._next_due = None if stamp is None else stamp + self.period
 
     def take_reset(self) -> bool:
         """Return True once after a time jump or a reset request (the worker resets)."""

@@ -58,8 +58,11 @@ from .image import ImageConversionError
 from .image import to_rgb
 from .params import declare_parameters
 from .params import MAX_PENDING_LIMIT
+from .params import MAX_WATCHES_LIMIT
 from .params import NodeSettings
 from .params import read_settings
+from .persistence_services import load_at_configure
+from .persistence_services import MemoryFileServer
 from .serving import RequestServer
 from .status import CameraReport
 from .status import diagnostics_message
@@ -68,6 +71,8 @@ from .status import NodeReport
 from .status import transport_problem
 from .subscription import CameraSubscription
 from .subscription import REFRESH_PERIOD_S
+from .watch_server import WatchServer
+from .watches import WatchBoard
 from .worker import Worker
 from .. import msg as _msg
 
@@ -111,6 +116,9 @@ class Session:
     feeds: dict[str, CameraFeed]
     worker: Worker
     requests: RequestServer
+    memory_files: MemoryFileServer
+    watches: WatchServer
+    board: WatchBoard
     cameras: dict[str, CameraSubscription] = field(default_factory=dict)
     timers: list[Any] = field(default_factory=list)
 
@@ -140,6 +148,7 @@ class LiveVLMNode(LifecycleNode):
         self._outputs: dict = {}
         self._closing = False
         self._problem_logged: dict[str, float] = {}
+        self._refused_files: dict[str, str] = {}  # memory files refused at load: path -> reason
         self.fatal_error = ''
         self.stop_requested = threading.Event()
         super().__init__('livevlm', **kwargs)
@@ -192,11 +201,14 @@ class LiveVLMNode(LifecycleNode):
         names = [camera.name for camera in settings.cameras]
         self._engines = {name: engine if i == 0 else engine.new_stream()
                          for i, name in enumerate(names)}
+        load_at_configure(settings, self._engines, log, self._refused_files)
         self._node_settings = settings
         self._outputs = {
             'state': self.create_lifecycle_publisher(_msg.MemoryState, '~/memory_state', 10),
             'answers': self.create_lifecycle_publisher(_msg.Answer, '~/answers', 10),
             'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', 10),
+            'watch_events': self.create_lifecycle_publisher(_msg.WatchEvent, '~/watch_events',
+                                                            10),
         }
         log.info(f'configured: cameras {", ".join(names)}; policy {settings.memory.policy}')
         return TransitionCallbackReturn.SUCCESS
@@ -208,14 +220,24 @@ class LiveVLMNode(LifecycleNode):
         settings = self._node_settings
         feeds = {camera.name: CameraFeed(camera.name, settings.sample_fps, settings.queue_size)
                  for camera in settings.cameras}
+        for name, feed in feeds.items():  # a loaded memory's timeline goes on
+            feed.continue_from(self._engines[name].stats().newest_stamp)
+        board = WatchBoard(settings.max_watches, self.errors)
         worker = Worker(self._engines, feeds, self._now, self.get_logger(),
                         clip_timeout=settings.clip_timeout,
                         flush_on_question=settings.flush_on_question,
-                        max_pending=settings.max_pending_questions, on_fatal=self._on_fatal)
+                        max_pending=settings.max_pending_questions, on_fatal=self._on_fatal,
+                        watches=board)
         worker.start()
-        requests = RequestServer(self, feeds, worker, self._publish_answer, self.errors,
-                                 self._serve_group)
-        session = Session(settings, feeds, worker, requests)
+        group = self._serve_group
+        session = Session(
+            settings, feeds, worker,
+            RequestServer(self, feeds, worker, self._publish_answer, self.errors, group),
+            MemoryFileServer(self, settings, feeds, worker, self._refused_files, self.errors,
+                             group),
+            WatchServer(self, feeds, board, settings.watch_hold,
+                        functools.partial(self._publish, 'watch_events'), self.errors, group),
+            board)
         for camera in settings.cameras:
             session.cameras[camera.name] = CameraSubscription(
                 self, camera.name, compressed=camera.compressed, setting=camera.reliability,
@@ -233,7 +255,8 @@ class LiveVLMNode(LifecycleNode):
         ]
         self._session = session
         self.get_logger().info(
-            'active: ~/query, ~/ask, ~/reset ready; cameras ' + ', '.join(
+            'active: ~/query, ~/ask, ~/reset, ~/save_memory, ~/load_memory, ~/watch ready; '
+            'cameras ' + ', '.join(
                 f'{c.topic} ({c.reliability.name.lower()})' for c in session.cameras.values()))
         return super().on_activate(state)
 
@@ -266,8 +289,11 @@ class LiveVLMNode(LifecycleNode):
             self.destroy_timer(timer)
         for camera in session.cameras.values():
             camera.destroy()
+        session.memory_files.save_on_stop()  # on the worker, after its current clip
         session.worker.stop(reason)  # queued questions fail, a running answer stops
         session.requests.close(reason)  # after their responses went out
+        session.watches.close(reason)
+        session.memory_files.close()
 
     def _release(self) -> None:
         for publisher in self._outputs.values():
@@ -313,7 +339,10 @@ class LiveVLMNode(LifecycleNode):
         session.worker.wake()
 
     def _publish_answer(self, message: _msg.Answer) -> None:
-        publisher = self._outputs.get('answers')
+        self._publish('answers', message)
+
+    def _publish(self, output: str, message: Any) -> None:
+        publisher = self._outputs.get(output)
         if publisher is not None and publisher.is_activated:
             publisher.publish(message)
 
@@ -324,11 +353,12 @@ class LiveVLMNode(LifecycleNode):
         reports = []
         for camera, feed in session.feeds.items():
             transport = session.cameras[camera].transport()
+            watches = session.board.stats(camera)
             state = memory_state_message(camera, session.settings.memory.policy, feed,
-                                         transport, session.worker.stats(camera), now)
+                                         transport, session.worker.stats(camera), watches, now)
             self._outputs['state'].publish(state)
             reports.append(CameraReport(state, transport, session.worker.health(camera),
-                                        feed.time_jumps))
+                                        feed.time_jumps, watches))
             self._log_problem(camera, transport_problem(transport))
         node = NodeReport(session.worker.alive, session.worker.fatal_error,
                           self.errors.count, self.errors.last,
@@ -344,10 +374,12 @@ class LiveVLMNode(LifecycleNode):
             self.get_logger().warning(f'camera {camera}: {problem}')
 
     def executor_threads(self) -> int:
-        """Threads the executor needs: one per pending question, plus :data:`SPARE_THREADS`."""
-        value = self.get_parameter('max_pending_questions').value
-        pending = value if isinstance(value, int) and 0 < value <= MAX_PENDING_LIMIT else 4
-        return pending + SPARE_THREADS
+        """Threads the executor needs: one per pending question and watch, plus spares."""
+        pending = self.get_parameter('max_pending_questions').value
+        watches = self.get_parameter('max_watches').value
+        pending = pending if isinstance(pending, int) and 0 < pending <= MAX_PENDING_LIMIT else 4
+        watches = watches if isinstance(watches, int) and 0 < watches <= MAX_WATCHES_LIMIT else 8
+        return pending + watches + SPARE_THREADS
 
 
 def parse_arguments(args: Optional[list[str]] = None) -> None:

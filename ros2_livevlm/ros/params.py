@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import fields
+import os
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -29,6 +30,9 @@ from ..reference import MEMORY_SETTINGS
 
 MAX_PENDING_LIMIT = 64
 """Largest ``max_pending_questions``: each waiting question holds an executor thread."""
+
+MAX_WATCHES_LIMIT = 64
+"""Largest ``max_watches``: each running watch holds an executor thread."""
 
 NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
     'model_path': (
@@ -62,6 +66,19 @@ NODE_PARAMETERS: dict[str, tuple[Any, str]] = {
         4, f'questions (service and action) queued or being answered at once, 1 to '
         f'{MAX_PENDING_LIMIT}; more are refused at once with error_code ERROR_BUSY'),
     'state_period': (1.0, 'period of ~/memory_state and /diagnostics, s'),
+    'memory_file': (
+        '', 'memory file of every camera (safetensors + JSON index): loaded at configure when '
+        'it exists, the default path of ~/save_memory and ~/load_memory, written by '
+        'save_on_shutdown; empty: none'),
+    'save_on_shutdown': (
+        False, "save every camera's memory to memory_file on deactivate, shutdown and "
+        'SIGINT/SIGTERM (never over a memory_file that was refused at load)'),
+    'watch_hold': (
+        2, "evaluations a watch's answer must hold before it becomes an event, for goals "
+        'that leave hold at 0'),
+    'max_watches': (
+        8, f'watches (~/watch goals) running at once, 1 to {MAX_WATCHES_LIMIT}; more are '
+        'aborted at once with the reason'),
     'autostart': (
         False, 'configure and activate right after start (for plain `ros2 run`; the launch '
         'file sets it from its autostart argument)'),
@@ -101,6 +118,10 @@ class NodeSettings:
         flush_on_question: prefill the partial clip before answering.
         max_pending_questions: questions queued or running at once.
         state_period: publication period of memory state and diagnostics, s.
+        memory_file: the memory file ('' none), user directory expanded.
+        save_on_shutdown: save to ``memory_file`` when the node stops.
+        watch_hold: default hysteresis of a watch, evaluations.
+        max_watches: watches running at once.
         memory: memory knobs.
         engine: engine knobs.
     """
@@ -113,6 +134,10 @@ class NodeSettings:
     flush_on_question: bool
     max_pending_questions: int
     state_period: float
+    memory_file: str
+    save_on_shutdown: bool
+    watch_hold: int
+    max_watches: int
     memory: MemoryConfig
     engine: EngineConfig
 
@@ -199,11 +224,15 @@ def read_settings(node: Node) -> NodeSettings:
         CameraSettings(name, compressed, reliability, depth)
         for name, compressed, reliability, depth in zip(
             names, _per_camera('compressed', values['compressed'], count), reliabilities, depths))
-    for name in ('sample_fps', 'queue_size', 'max_pending_questions', 'state_period'):
+    for name in ('sample_fps', 'queue_size', 'max_pending_questions', 'state_period',
+                 'watch_hold', 'max_watches'):
         _positive(name, values[name])
-    if values['max_pending_questions'] > MAX_PENDING_LIMIT:
-        raise ValueError(f'parameter max_pending_questions: at most {MAX_PENDING_LIMIT}, got '
-                         f'{values["max_pending_questions"]}')
+    for name, limit in (('max_pending_questions', MAX_PENDING_LIMIT),
+                        ('max_watches', MAX_WATCHES_LIMIT)):
+        if values[name] > limit:
+            raise ValueError(f'parameter {name}: at most {limit}, got {values[name]}')
+    if values['save_on_shutdown'] and not values['memory_file'].strip():
+        raise ValueError('parameter save_on_shutdown: needs memory_file, the file to save to')
     _positive('clip_timeout', values['clip_timeout'], allow_zero=True)
     if not values['model_path'].strip():
         raise ValueError('parameter model_path: give "reference", "tiny" or a checkpoint '
@@ -217,4 +246,7 @@ def read_settings(node: Node) -> NodeSettings:
         queue_size=values['queue_size'], clip_timeout=values['clip_timeout'],
         flush_on_question=values['flush_on_question'],
         max_pending_questions=values['max_pending_questions'],
-        state_period=values['state_period'], memory=memory, engine=engine)
+        state_period=values['state_period'],
+        memory_file=os.path.expanduser(values['memory_file'].strip()),
+        save_on_shutdown=values['save_on_shutdown'], watch_hold=values['watch_hold'],
+        max_watches=values['max_watches'], memory=memory, engine=engine)

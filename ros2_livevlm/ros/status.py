@@ -27,6 +27,7 @@ from .feed import CameraFeed
 from .qos import large_frames_fix
 from .subscription import STALL_S
 from .subscription import TransportState
+from .watches import WatchStats
 from .worker import CameraHealth
 from .worker import Question
 from ..msg import Answer
@@ -68,7 +69,8 @@ def answer_message(question: Question, stats: Optional[MemoryStats], frame_id: s
 
 
 def memory_state_message(camera: str, policy: str, feed: CameraFeed, transport: TransportState,
-                         stats: MemoryStats, now: RclpyTime) -> MemoryState:
+                         stats: MemoryStats, watches: WatchStats,
+                         now: RclpyTime) -> MemoryState:
     """Build the MemoryState of one camera at node time ``now``."""
     now_s = now.nanoseconds * 1e-9
     counters = feed.counters
@@ -85,7 +87,8 @@ def memory_state_message(camera: str, policy: str, feed: CameraFeed, transport: 
         input_rate=input_rate, ingest_rate=ingest_rate,
         frame_age=now_s - feed.newest_stamp if feed.newest_stamp is not None else 0.0,
         encode_latency=stats.last_encode_s, prefill_latency=stats.last_prefill_s,
-        answer_latency=feed.answer_latency)
+        answer_latency=feed.answer_latency, watches=watches.watches,
+        watch_time=watches.last_cost_s)
     message.header.stamp = now.to_msg()
     message.header.frame_id = feed.frame_id
     return message
@@ -118,6 +121,7 @@ class CameraReport:
     transport: TransportState
     health: CameraHealth
     time_jumps: int
+    watches: WatchStats
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,11 @@ def _camera_status(node_name: str, report: CameraReport) -> DiagnosticStatus:
         'tokens_in_memory': state.tokens_init + state.tokens_long_term
         + state.tokens_short_term,
         'kv_bytes': state.kv_bytes,
+        'watches': report.watches.watches,
+        'watch_evaluations': report.watches.evaluations,
+        'watch_skipped': report.watches.skipped,
+        'watch_ms_per_clip':
+            f'{1e3 * report.watches.total_cost_s / max(report.watches.clips, 1):.2f}',
     }
     status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
     return status

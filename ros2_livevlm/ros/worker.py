@@ -22,6 +22,7 @@ question is completed exactly once: answered, refused or failed.
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 from .errors import ErrorLog
 from .feed import CameraFeed
 from .feed import Frame
+from .watches import WatchBoard
 from ..msg import Answer as AnswerMessage
 
 if TYPE_CHECKING:  # the engine (torch) is imported by the node only once configured
@@ -130,12 +132,14 @@ class Worker:
             false: answer at once from whole committed clips.
         max_pending: questions queued or running at once; more are refused.
         on_fatal: called once, from the worker thread, with the message of a fatal error.
+        watches: the standing questions, evaluated after each clip of their camera.
     """
 
     def __init__(self, engines: dict[str, StreamingVLM], feeds: dict[str, CameraFeed],
                  now: Callable[[], float], logger: Any, *, clip_timeout: float,
                  flush_on_question: bool, max_pending: int,
-                 on_fatal: Callable[[str], None] = lambda message: None) -> None:
+                 on_fatal: Callable[[str], None] = lambda message: None,
+                 watches: Optional[WatchBoard] = None) -> None:
         self.engines = engines
         self.feeds = feeds
         self.fatal_error = ''
@@ -145,6 +149,8 @@ class Worker:
         self._flush_on_question = flush_on_question
         self._max_pending = max_pending
         self._on_fatal = on_fatal
+        self._watches = watches
+        self._tasks: deque[tuple[Callable[[], Any], Future]] = deque()
         self._questions: deque[Question] = deque()
         self._running: list[Question] = []
         self._lock = threading.Lock()
@@ -174,6 +180,9 @@ class Worker:
             pending, self._questions = list(self._questions), deque()
         for question in pending:
             question.fail(reason, AnswerMessage.ERROR_NOT_ACTIVE)
+        self._fail_tasks(reason)
+        if self._watches is not None:
+            self._watches.end_all(reason)
         self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -212,6 +221,31 @@ class Worker:
         self._wake.set()
         return True
 
+    def run_task(self, task: Callable[[], Any]) -> Future:
+        """
+        Run ``task()`` on the worker thread between clips, where no engine is mid-prefill.
+
+        For whole-memory operations (save, load). Returns its future: the task's result or
+        exception, or a RuntimeError with the reason if the worker stops first.
+        """
+        future: Future = Future()
+        with self._lock:
+            refused = self.fatal_error or self._stop_reason or (
+                'the node is not active' if self._thread is None else '')
+            if not refused:
+                self._tasks.append((task, future))
+        if refused:
+            future.set_exception(RuntimeError(refused))
+        self._wake.set()
+        return future
+
+    def memory_replaced(self, camera: str) -> None:
+        """Worker thread, in a task: ``camera``'s memory was loaded; its watches end."""
+        self._last_sample[camera] = self._now()
+        self._snapshot(camera)
+        if self._watches is not None:
+            self._watches.end_camera(camera, f'the memory of camera {camera} was loaded')
+
     def wake(self) -> None:
         """Tell the thread that frames arrived."""
         self._wake.set()
@@ -246,6 +280,7 @@ class Worker:
             if feed.take_reset():              # must not see the old memory
                 self._reset(name)
                 busy = True
+        busy = self._run_tasks() or busy
         busy = self._answer_questions(prefilling=None) or busy
         for name, feed in self.feeds.items():
             frame = feed.pop()
@@ -264,7 +299,32 @@ class Worker:
             pending, self._questions = list(self._questions) + self._running, deque()
         for question in pending:
             question.fail(message, AnswerMessage.ERROR_INTERNAL)
+        self._fail_tasks(message)
+        if self._watches is not None:
+            self._watches.end_all(message)
         self._on_fatal(message)
+
+    def _run_tasks(self) -> bool:
+        """Run the queued tasks (:meth:`run_task`); True if there was one."""
+        ran = False
+        while True:
+            with self._lock:
+                if not self._tasks:
+                    return ran
+                task, future = self._tasks.popleft()
+            ran = True
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(task())
+                except Exception as err:  # noqa: B902 - the caller gets it with its result
+                    future.set_exception(err)
+
+    def _fail_tasks(self, reason: str) -> None:
+        with self._lock:
+            tasks, self._tasks = list(self._tasks), deque()
+        for _, future in tasks:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError(reason))
 
     # ---- engine calls, supervised -----------------------------------------------------
 
@@ -274,8 +334,9 @@ class Worker:
         Run an engine iteration to its end; False if the engine raised (handled).
 
         Between steps the worker stops if asked to and, with ``answer_between``, answers
-        waiting questions.
+        waiting questions. After a clip was prefilled the camera's watches are evaluated.
         """
+        clips_before = self._stats[camera].clips_prefilled
         try:
             for _ in steps:
                 if self._stop_reason:
@@ -294,6 +355,8 @@ class Worker:
             steps.close()  # an abandoned prefill leaves the committed memory as it was
         self._mark_healthy(camera)
         self._snapshot(camera)
+        if self._watches is not None and self._stats[camera].clips_prefilled > clips_before:
+            self._watches.after_clip(camera, self.engines[camera])
         return True
 
     def _ingest(self, camera: str, frame: Frame, *, answer_between: bool) -> bool:
@@ -329,6 +392,8 @@ class Worker:
             raise _Fatal(f'reset failed on camera {camera}: {type(err).__name__}: {err}') from err
         self._last_sample[camera] = self._now()
         self._snapshot(camera)
+        if self._watches is not None:
+            self._watches.end_camera(camera, f'the memory of camera {camera} was reset')
 
     def _record_fault(self, camera: str, operation: str, err: Exception) -> str:
         """Count a failed engine call in its camera's health and log it (once in full)."""

@@ -1,10 +1,12 @@
 # Copyright 2026 ros2_livevlm maintainers
 # SPDX-License-Identifier: Apache-2.0
-"""Camera messages of every supported encoding, built from RGB photos; diagnostics readers."""
+"""Camera messages of every supported encoding, built from RGB photos; streaming helpers."""
 
 from __future__ import annotations
 
 import io
+import time
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
@@ -102,3 +104,24 @@ def compressed_image(payload: bytes, fmt: str = 'jpeg', *, stamp: float = 0.0,
 def values(status: DiagnosticStatus) -> dict[str, str]:
     """Return the key-values of a DiagnosticStatus as a dict."""
     return {kv.key: kv.value for kv in status.values}
+
+
+def publish(client: Any, publisher: Any, camera: str, messages: list) -> None:
+    """Publish ``messages`` and wait until the node counted them as received."""
+    before = client.state(camera).frames_received
+    for message in messages:
+        publisher.publish(message)
+        time.sleep(0.03)
+    client.wait_for(lambda: client.state(camera).frames_received >= before + len(messages),
+                    timeout=30.0)
+
+
+def settle(client: Any, camera: str) -> None:
+    """Wait for a MemoryState published after this call showing every frame ingested."""
+    since = time.time() + 0.1  # the node clock is the system clock here
+
+    def done() -> bool:
+        state = client.state(camera)
+        fresh = state.header.stamp.sec + state.header.stamp.nanosec * 1e-9 > since
+        return fresh and state.frames_ingested >= state.frames_sampled
+    client.wait_for(done, timeout=60.0)

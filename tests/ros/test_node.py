@@ -25,8 +25,10 @@ from ros_messages import compressed_image
 from ros_messages import encoded_bytes
 from ros_messages import encoded_photo
 from ros_messages import photo
+from ros_messages import publish
 from ros_messages import RAW_ENCODINGS
 from ros_messages import raw_image
+from ros_messages import settle
 from ros_messages import values
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image
@@ -66,27 +68,6 @@ def publishers(node, client):
         client.wait_for(lambda: client.state(camera).reliability == reliability, 30.0)
         client.wait_for(publisher.get_subscription_count, timeout=30.0)
     return pubs
-
-
-def publish(client, publisher, camera: str, messages: list) -> None:
-    """Publish ``messages`` and wait until the node counted them as received."""
-    before = client.state(camera).frames_received
-    for message in messages:
-        publisher.publish(message)
-        time.sleep(0.03)
-    client.wait_for(lambda: client.state(camera).frames_received >= before + len(messages),
-                    timeout=30.0)
-
-
-def settle(client, camera: str) -> None:
-    """Wait for a MemoryState published after this call showing every frame ingested."""
-    since = time.time() + 0.1  # the node clock is the system clock here
-
-    def done() -> bool:
-        state = client.state(camera)
-        fresh = state.header.stamp.sec + state.header.stamp.nanosec * 1e-9 > since
-        return fresh and state.frames_ingested >= state.frames_sampled
-    client.wait_for(done, timeout=60.0)
 
 
 def reset(client) -> None:
