@@ -61,6 +61,8 @@ def camera(node, client):
     return publisher
 
 
+@pytest.mark.xfail(strict=True, reason='reference model v2 answers presence at chance '
+                   '(never "no"), so the watch never turns; README, reference model v2')
 def test_a_watch_fires_once_per_change_and_not_while_the_answer_holds(client, camera):
     topic: list[WatchEvent] = []
     client.node.create_subscription(WatchEvent, '/livevlm/watch_events', topic.append,
