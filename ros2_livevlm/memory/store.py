@@ -103,6 +103,10 @@ class VideoMemory:
         video = self.frame[:, self.num_init:]
         return int(torch.unique(video).numel())
 
+    def frame_ids(self) -> set[int]:
+        """Indices of the frames with at least one token in some layer."""
+        return set(torch.unique(self.frame[:, self.num_init:]).tolist())
+
     # ---- writes ---------------------------------------------------------------------
 
     def set_init(self, k: torch.Tensor, v: torch.Tensor) -> None:
