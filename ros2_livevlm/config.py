@@ -128,8 +128,8 @@ class MemoryConfig:
     bucket_capacity: int = field(default=1, metadata=bounds(1))
     bucket_by: str = field(default='candidate', metadata={'choices': BUCKET_MODES})
     page_size: int = field(default=16, metadata=bounds(1))
-    retrieval_ratio: float = field(default=0.4, metadata=bounds(0.0, 1.0, above=True,
-                                                                 runtime=True))
+    retrieval_ratio: float = field(
+        default=0.4, metadata=bounds(0.0, 1.0, above=True, runtime=True))
     retrieval_keys: str = field(default='position_agnostic', metadata=bounds(
         runtime=True, choices=RETRIEVAL_KEYS))
     sink_tokens: int = field(default=16, metadata=bounds(0))

@@ -334,7 +334,8 @@ class StreamingVLM:
         restored engine cuts the same clips as one that never stopped:
         ``pending_pixels`` ``[F, 3, S, S]`` in the model dtype (None when F = 0),
         ``pending_frames`` (frame indices) and ``pending_stamps`` (s); ``thumbnails``
-        (:meth:`ThumbnailStore.state`, JPEG bytes as uint8). References, not copies. Latencies are measurements of this process and are not part of it.
+        (:meth:`ThumbnailStore.state`, JPEG bytes as uint8). References, not copies.
+        Latencies are measurements of this process and are not part of it.
 
         Raises:
             RuntimeError: an :meth:`ingest_iter` is suspended (a clip is half prefilled).

@@ -104,7 +104,7 @@ class VideoMemory:
         return int(torch.unique(video).numel())
 
     def frame_ids(self) -> set[int]:
-        """Indices of the frames with at least one token in some layer."""
+        """Return the indices of the frames with at least one token in some layer."""
         return set(torch.unique(self.frame[:, self.num_init:]).tolist())
 
     # ---- writes ---------------------------------------------------------------------

@@ -41,7 +41,6 @@ from typing import Any, Callable, Optional, TYPE_CHECKING
 from ament_index_python.packages import get_package_share_directory
 from ament_index_python.packages import PackageNotFoundError
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import CompressedImage
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock
@@ -53,6 +52,7 @@ from rclpy.lifecycle import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import CompressedImage
 
 from .errors import ErrorLog
 from .errors import guarded

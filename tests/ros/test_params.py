@@ -51,7 +51,8 @@ def test_every_parameter_is_declared_typed_with_a_description_and_range(make_nod
     budget = node.describe_parameter('budget_tokens')
     assert (budget.integer_range[0].from_value, budget.read_only) == (1, False)
     assert node.describe_parameter('retrieval_ratio').floating_point_range[0].to_value == 1.0
-    assert 'one of: full, recent_frames' in node.describe_parameter('policy').additional_constraints
+    policy = node.describe_parameter('policy')
+    assert 'one of: full, recent_frames' in policy.additional_constraints
     assert node.describe_parameter('autostart').read_only
     settings = read_settings(node)
     # sized for the default model (ros2_livevlm.reference.MEMORY_SETTINGS)
