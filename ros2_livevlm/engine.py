@@ -26,6 +26,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
 from dataclasses import fields
 from dataclasses import replace
 import math
@@ -93,7 +94,7 @@ class Answer:
     tokens_attended: int
     frames_in_memory: int
     stop_reason: str
-    evidence_images: list[Thumbnail]
+    evidence_images: list[Thumbnail] = field(default_factory=list)
 
 
 @dataclass

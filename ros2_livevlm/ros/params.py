@@ -52,7 +52,7 @@ MAX_PENDING_LIMIT = 64
 INT_MAX = 2**31 - 1
 """Upper end of an integer range without a bound of its own."""
 
-FLOAT_MAX = 1e9
+FLOAT_MAX = 1e10
 """Upper end of a floating-point range without a bound of its own."""
 
 UNCONFIGURE_FIRST = 'set it while unconfigured: cleanup, set, configure'
