@@ -37,8 +37,6 @@ RUNTIME = {  # name: (a good value, a bad value, the reason it is refused)
     'clip_timeout': (0.5, -1.0, 'out of range'),
     'flush_on_question': (True, 'yes', 'Wrong parameter type'),
     'retrieval_ratio': (0.5, 0.0, 'retrieval_ratio=0.0 must be > 0.0'),
-    'retrieval_keys': ('positional', 'random',
-                       "retrieval_keys='random' must be one of position_agnostic, positional"),
     'max_new_tokens': (2, 0, 'out of range'),
     'thumbnail_size': (64, 2000, 'out of range'),
     'diagnostics_stale_s': (2.0, 0.0, 'diagnostics_stale_s=0.0 must be > 0.0'),
