@@ -13,7 +13,7 @@ import pytest
 from ros2_livevlm.engine import StreamingVLM
 
 SETTINGS = {'policy': 'recent_frames', 'frames_per_clip': 2, 'budget_tokens': 32,
-            'short_term_frames': 1, 'observation_tokens': 8, 'sink_tokens': 4,
+            'short_term_frames': 1, 'observation_tokens': 8,
             'thumbnail_size': 64}
 """16 tokens per frame: 2 long-term frames + 1 short-term frame stay in memory."""
 
