@@ -11,6 +11,7 @@ then a motorcycle, then grass again, in 640 x 480 frames one second apart. A wat
 
 from __future__ import annotations
 
+import signal
 
 from action_msgs.msg import GoalStatus
 import numpy as np
@@ -20,7 +21,6 @@ from ros2_livevlm.msg import WatchEvent
 from ros2_livevlm.reference.task import render_run
 from ros2_livevlm.ros.status import to_time
 from ros_messages import publish
-from ros_messages import running_node
 from ros_messages import settle
 from sensor_msgs.msg import Image
 
@@ -46,7 +46,11 @@ def tour(start: float) -> list[Image]:
 
 @pytest.fixture(scope='module')
 def node(start_node, client):
-    yield from running_node(start_node, client, PARAMETERS)
+    process = start_node(**PARAMETERS)
+    client.wait_for(lambda: client.state('image'), timeout=120.0)
+    yield process
+    assert process.stop(signal.SIGINT) == 0
+    assert 'Traceback' not in process.log(), process.log()
 
 
 @pytest.fixture(scope='module')
