@@ -192,7 +192,7 @@ class Worker:
                                   'engine step still runs); it is left to finish alone')
         with self._lock:
             running = list(self._running)
-        for question in running:  # only if the thread was left behind
+        for question in running:  # left behind by the thread, or interrupted by the stop
             question.fail(reason, AnswerMessage.ERROR_NOT_ACTIVE)
 
     @property
@@ -428,11 +428,9 @@ class Worker:
                 deferred.append(question)
                 continue
             answered = True
-            try:
-                self._answer(question)
-            finally:
-                with self._lock:
-                    self._running.remove(question)
+            self._answer(question)  # if it raises (_Stopped, _Fatal) the question stays in
+            with self._lock:        # _running, where stop() or _die() fails it
+                self._running.remove(question)
         if deferred:
             with self._lock:
                 for question in deferred:

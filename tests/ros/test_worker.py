@@ -178,3 +178,16 @@ def test_stop_abandons_a_long_prefill_and_fails_waiting_questions(start_worker):
     assert waiting.error_code == Answer.ERROR_NOT_ACTIVE
     assert waiting.error == 'the node is shutting down'
     assert not engine._ingesting and engine.stats().clips_prefilled == 0
+
+
+def test_stop_during_the_flush_for_a_question_fails_that_question(start_worker):
+    worker, engine, feed = start_worker()
+    push(worker, feed, [1.0])  # half a clip: prefilled only when a question flushes it
+    engine.step_s = 4.0
+    question = Question('cam', 'What do you see now?')
+    assert worker.submit(question)
+    wait_until(lambda: engine._ingesting)  # the question's flush is under way
+    worker.stop('the node is shutting down')
+    assert question.done.is_set(), 'the question being answered was lost'
+    assert (question.error_code, question.error) == (Answer.ERROR_NOT_ACTIVE,
+                                                     'the node is shutting down')
