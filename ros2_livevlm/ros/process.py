@@ -55,8 +55,9 @@ class NodeProcess:
         command = [sys.executable, *program, '--ros-args',
                    '-r', f'__node:={name}', '--params-file', str(params_path)]
         try:
-            self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **(env or {})})
+            self.process = subprocess.Popen(  # faulthandler: SIGABRT dumps every thread
+                command, stdout=self._log, stderr=subprocess.STDOUT,
+                env={**os.environ, 'PYTHONFAULTHANDLER': '1', **(env or {})})
         except OSError as err:
             self._log.close()
             raise NodeProcessError(f'cannot start the node: {err}') from err
@@ -73,12 +74,22 @@ class NodeProcess:
                                    f'its log ({self.log_path}):\n{tail}')
 
     def stop(self, signum: int = signal.SIGINT, timeout_s: float = 60.0) -> int:
-        """Send ``signum``, wait (kill after ``timeout_s`` s); return the exit code."""
+        """
+        Send ``signum`` and wait; return the exit code.
+
+        A node still running after ``timeout_s`` s gets SIGABRT, which makes Python's
+        faulthandler write every thread's stack to the log (the reason it hung), and is
+        killed 5 s later if that did not end it.
+        """
         try:
             if self.process.poll() is None:
                 self.process.send_signal(signum)
             try:
                 return self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGABRT)
+            try:
+                return self.process.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 return self.process.wait()
