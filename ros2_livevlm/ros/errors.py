@@ -4,15 +4,17 @@
 Unexpected exceptions, contained and reported: counted, each distinct one logged once.
 
 The worker reports engine failures to an :class:`ErrorLog`; the node wraps every callback
-with :func:`guarded`, so no exception ends the executor.
+with :func:`guarded`, so no exception ends the executor. :class:`InFlight` lets a server
+that closes wait for its callbacks still running (their responses go out first).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import functools
 import threading
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 MAX_DISTINCT = 100
 """Distinct errors remembered (to log each once); later new ones are logged as repeats."""
@@ -67,3 +69,28 @@ def guarded(errors: ErrorLog, name: str, callback: Callable[..., Any],
             errors.report(f'unexpected error in {name}: {type(err).__name__}: {err}', err)
             return fallback(*args)
     return run
+
+
+class InFlight:
+    """Count the callbacks under way (request, goal) so a server that closes can wait for them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._done = threading.Condition()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Count the callback running in this ``with`` block."""
+        with self._done:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._done:
+                self._count -= 1
+                self._done.notify_all()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until no callback is under way (at most ``timeout_s`` s); False on timeout."""
+        with self._done:
+            return self._done.wait_for(lambda: self._count == 0, timeout=timeout_s)

@@ -18,10 +18,8 @@ responses, then destroys the services.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from rclpy.action import ActionServer
 from rclpy.action import CancelResponse
@@ -32,6 +30,7 @@ from std_srvs.srv import Trigger
 
 from .errors import ErrorLog
 from .errors import guarded
+from .errors import InFlight
 from .feed import CameraFeed
 from .qos import REQUEST_QOS
 from .status import answer_message
@@ -69,8 +68,7 @@ class RequestServer:
         self._worker = worker
         self._publish_answer = publish_answer
         self._closed = ''  # the reason new requests are refused
-        self._inflight = 0
-        self._inflight_done = threading.Condition()
+        self._inflight = InFlight()
         self._query = node.create_service(
             _srv.Query, '~/query', guarded(errors, '~/query', self._on_query, self._query_failed),
             qos_profile=REQUEST_QOS, callback_group=group)
@@ -93,23 +91,11 @@ class RequestServer:
         Call after stopping the worker, so that the questions in flight complete.
         """
         self._closed = reason
-        with self._inflight_done:  # let pending requests send their error responses
-            self._inflight_done.wait_for(lambda: self._inflight == 0, timeout=CLOSE_WAIT_S)
+        self._inflight.drain(CLOSE_WAIT_S)  # pending requests send their error responses
         time.sleep(0.2)  # results on their way to clients
         self._ask_server.destroy()
         self._node.destroy_service(self._query)
         self._node.destroy_service(self._reset)
-
-    @contextmanager
-    def _request(self) -> Iterator[None]:
-        with self._inflight_done:
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._inflight_done:
-                self._inflight -= 1
-                self._inflight_done.notify_all()
 
     # ---- questions --------------------------------------------------------------------
 
@@ -144,7 +130,7 @@ class RequestServer:
         return message
 
     def _on_query(self, request: Any, response: Any) -> Any:
-        with self._request():
+        with self._inflight.track():
             response.answer = self._ask(request)
         return response
 
@@ -170,7 +156,7 @@ class RequestServer:
                 partial_text=''.join(partial), delta=delta, tokens_generated=len(partial)))
             return True
 
-        with self._request():
+        with self._inflight.track():
             message = self._ask(goal_handle.request, on_token,
                                 lambda: goal_handle.is_cancel_requested)
             _end_goal(goal_handle, message)
@@ -186,7 +172,7 @@ class RequestServer:
     # ---- reset ------------------------------------------------------------------------
 
     def _on_reset(self, request: Any, response: Any) -> Any:
-        with self._request():
+        with self._inflight.track():
             if self._closed:
                 response.message = self._closed
                 return response

@@ -14,9 +14,7 @@ stops (the reason in the result).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from rclpy.action import ActionServer
 from rclpy.action import CancelResponse
@@ -26,6 +24,7 @@ from rclpy.node import Node
 
 from .errors import ErrorLog
 from .errors import guarded
+from .errors import InFlight
 from .feed import CameraFeed
 from .qos import REQUEST_QOS
 from .status import to_time
@@ -66,8 +65,7 @@ class WatchServer:
         self._default_hold = default_hold
         self._publish_event = publish_event
         self._closed = ''
-        self._running = 0
-        self._running_done = threading.Condition()
+        self._running = InFlight()
         self._server = ActionServer(
             node, _action.Watch, '~/watch', guarded(errors, '~/watch', self._execute,
                                                     _failed),
@@ -81,20 +79,8 @@ class WatchServer:
         """End every watch with ``reason``, wait for their goals to end, destroy the server."""
         self._closed = reason
         self._board.end_all(reason)
-        with self._running_done:
-            self._running_done.wait_for(lambda: self._running == 0, timeout=CLOSE_WAIT_S)
+        self._running.drain(CLOSE_WAIT_S)
         self._server.destroy()
-
-    @contextmanager
-    def _goal(self) -> Iterator[None]:
-        with self._running_done:
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._running_done:
-                self._running -= 1
-                self._running_done.notify_all()
 
     def _on_goal(self, goal: Any) -> GoalResponse:
         if self._closed:
@@ -125,7 +111,7 @@ class WatchServer:
                            min_period=goal.min_period, max_events=goal.max_events)
 
     def _execute(self, goal_handle: Any) -> Any:
-        with self._goal():
+        with self._running.track():
             try:
                 active = self._watch(goal_handle)
             except ValueError as err:
