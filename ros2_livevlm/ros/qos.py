@@ -7,7 +7,10 @@ Cameras (``qos_reliability``): ``auto`` (the default) matches each topic's publi
 reliable when every publisher is reliable (most camera drivers; Fast DDS then delivers
 frames of any size), best-effort as soon as one is best-effort (a reliable subscription
 would not match it), unchanged while there is none. The node re-decides when the
-publishers change and recreates the subscription. The rmw's own ``BEST_AVAILABLE``
+publishers change (within :data:`~.subscription.REFRESH_PERIOD_S`) and recreates the
+subscription; frames sent before the new one has matched are not delivered to it, so a
+camera loses its first frames at the switch (set ``qos_reliability`` explicitly where
+those matter). The rmw's own ``BEST_AVAILABLE``
 (Iron and later, not Humble) is not used: it decides once, at creation, and picks
 reliable while no publisher is known, so a best-effort camera started after the node
 would never match.

@@ -6,8 +6,12 @@ The node end to end: its own process, real photos over DDS, the tiny model.
 One node serves the whole module, with four cameras: ``image`` (raw Image, every
 encoding), ``image/compressed`` (CompressedImage, JPEG and PNG from a best-effort
 publisher), ``cam_b`` (a second memory) and ``bad`` (malformed frames). Frames are 640 x 480
-photos; raw ones come from reliable publishers, as most camera drivers publish. QoS
-parameters keep their defaults (``auto`` follows each topic's publishers).
+photos; raw ones come from reliable publishers, as most camera drivers publish. Every
+frame a test sends must count, so the node's reliability is set per camera to match the
+publishers (with ``auto``, tests/ros/test_cameras.py, the node replaces its subscription
+when a publisher appears, and frames sent before the new one matched are lost), and its
+history depth holds a whole burst (with the default 5, a frame is overwritten when a burst
+arrives while the callback group is busy: the newest frames win).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ CAMERAS = ('image', 'image/compressed', 'cam_b', 'bad')
 PARAMETERS = {
     'autostart': True, 'cameras': ['image', 'image/compressed', 'cam_b', 'bad'],
     'compressed': [False, True, False, False], 'sample_fps': 100.0, 'queue_size': 64,
+    'qos_reliability': ['reliable', 'best_effort', 'reliable', 'reliable'], 'qos_depth': [20],
     'frames_per_clip': 2, 'budget_tokens': 4000, 'max_new_tokens': 8,
     'clip_timeout': 0.3, 'state_period': 0.2,
 }
