@@ -47,25 +47,46 @@ def choices(cls: type, name: str) -> tuple[str, ...] | None:
     return {f.name: f.metadata.get('choices') for f in fields(cls)}[name]
 
 
-def _check_choices(config: Any) -> None:
+def bounds(low: float | None = None, high: float | None = None, *, above: bool = False,
+           runtime: bool = False, **metadata: Any) -> dict[str, Any]:
+    """
+    Field metadata: the allowed range and whether a running engine may change the field.
+
+    Args:
+        low: smallest allowed value (None: no lower bound).
+        high: largest allowed value (None: no upper bound).
+        above: the value must be strictly greater than ``low``.
+        runtime: :meth:`~ros2_livevlm.engine.StreamingVLM.retune` may change it while the
+            engine streams (it steers answers, not the shape of the memory); the node makes
+            it a parameter settable while active.
+        **metadata: more metadata, e.g. ``choices``.
+    """
+    return {'low': low, 'high': high, 'above': above, 'runtime': runtime, **metadata}
+
+
+def check_value(f: Any, value: Any) -> str | None:
+    """
+    Say why ``value`` is not allowed for dataclass field ``f`` (choices, range), or None.
+
+    The reason reads after the name, e.g. ``must be >= 1``.
+    """
+    meta = f.metadata
+    allowed = meta.get('choices')
+    if allowed is not None and value not in allowed:
+        return f'must be one of {", ".join(allowed)}'
+    low, high = meta.get('low'), meta.get('high')
+    if low is not None and (value <= low if meta.get('above') else value < low):
+        return f'must be {">" if meta.get("above") else ">="} {low}'
+    if high is not None and value > high:
+        return f'must be <= {high}'
+    return None
+
+
+def _check_fields(config: Any) -> None:
     for f in fields(config):
-        allowed = f.metadata.get('choices')
-        if allowed is not None and getattr(config, f.name) not in allowed:
-            raise ValueError(
-                f'{f.name}={getattr(config, f.name)!r} is not one of {", ".join(allowed)}'
-            )
-
-
-def _at_least(name: str, value: float, minimum: float) -> None:
-    if value < minimum:
-        raise ValueError(f'{name}={value!r} must be >= {minimum}')
-
-
-def _fraction(name: str, value: float, *, open_low: bool) -> None:
-    low_ok = value > 0.0 if open_low else value >= 0.0
-    if not (low_ok and value <= 1.0):
-        bound = '(0, 1]' if open_low else '[0, 1]'
-        raise ValueError(f'{name}={value!r} must be in {bound}')
+        reason = check_value(f, getattr(config, f.name))
+        if reason is not None:
+            raise ValueError(f'{f.name}={getattr(config, f.name)!r} {reason}')
 
 
 @dataclass(slots=True)
@@ -111,29 +132,22 @@ class MemoryConfig:
     """
 
     policy: str = field(default='livevlm', metadata={'choices': POLICIES})
-    budget_tokens: int = 12000
-    short_term_frames: int = 2
-    observation_tokens: int = 392
-    top_score_share: float = 0.5
-    bucket_capacity: int = 1
+    budget_tokens: int = field(default=12000, metadata=bounds(1))
+    short_term_frames: int = field(default=2, metadata=bounds(1))
+    observation_tokens: int = field(default=392, metadata=bounds(1))
+    top_score_share: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    bucket_capacity: int = field(default=1, metadata=bounds(1))
     bucket_by: str = field(default='stream', metadata={'choices': BUCKET_MODES})
-    page_size: int = 16
-    retrieval_ratio: float = 0.4
+    page_size: int = field(default=16, metadata=bounds(1))
+    retrieval_ratio: float = field(
+        default=0.4, metadata=bounds(0.0, 1.0, above=True, runtime=True))
     retrieval: str = field(default='pages', metadata={'choices': RETRIEVALS})
     retrieval_keys: str = field(default='position_agnostic', metadata={'choices': RETRIEVAL_KEYS})
-    cluster_tokens: int = 80
+    cluster_tokens: int = field(default=80, metadata=bounds(1))
     positions: str = field(default='compacted', metadata={'choices': POSITION_MODES})
 
     def __post_init__(self) -> None:
-        _check_choices(self)
-        _at_least('budget_tokens', self.budget_tokens, 1)
-        _at_least('short_term_frames', self.short_term_frames, 1)
-        _at_least('observation_tokens', self.observation_tokens, 1)
-        _at_least('bucket_capacity', self.bucket_capacity, 1)
-        _at_least('page_size', self.page_size, 1)
-        _at_least('cluster_tokens', self.cluster_tokens, 1)
-        _fraction('top_score_share', self.top_score_share, open_low=False)
-        _fraction('retrieval_ratio', self.retrieval_ratio, open_low=True)
+        _check_fields(self)
 
 
 @dataclass(slots=True)
@@ -157,10 +171,12 @@ class EngineConfig:
         kernels: ``torch`` (reference) or ``triton`` for the memory kernels.
         engine_cache_dir: directory of built TensorRT engines (``vision_backend`` or
             ``llm_backend`` ``tensorrt``); empty = ``$XDG_CACHE_HOME/ros2_livevlm/engines``.
+        thumbnail_size: longest side of the JPEG thumbnail kept per frame in memory, px
+            (evidence an answer can show, dropped with its frame); 0: none.
     """
 
-    frames_per_clip: int = 32
-    max_new_tokens: int = 128
+    frames_per_clip: int = field(default=32, metadata=bounds(1))
+    max_new_tokens: int = field(default=128, metadata=bounds(1, runtime=True))
     system_prompt: str = 'You are a helpful assistant.'
     device: str = 'cpu'
     dtype: str = field(default='auto', metadata={'choices': DTYPES})
@@ -168,11 +184,10 @@ class EngineConfig:
     llm_backend: str = field(default='torch', metadata={'choices': BACKENDS})
     kernels: str = field(default='torch', metadata={'choices': KERNELS})
     engine_cache_dir: str = ''
+    thumbnail_size: int = field(default=160, metadata=bounds(0, 1024, runtime=True))
 
     def __post_init__(self) -> None:
-        _check_choices(self)
-        _at_least('frames_per_clip', self.frames_per_clip, 1)
-        _at_least('max_new_tokens', self.max_new_tokens, 1)
+        _check_fields(self)
 
 
 def split_settings(settings: dict[str, Any]) -> tuple[MemoryConfig, EngineConfig]:
@@ -340,6 +355,8 @@ __all__ = [
     'split_settings',
     'field_docs',
     'choices',
+    'bounds',
+    'check_value',
     'add_arguments',
     'settings_from_args',
     'cache_dir',

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
 from dataclasses import replace
 import math
 from pathlib import Path
@@ -56,7 +58,10 @@ from .persistence import DEFAULT_MEMORY_NAME
 from .persistence import load_memories
 from .persistence import MemoryFileInfo
 from .persistence import save_memories
-
+from .thumbnails import Thumbnail
+from .thumbnails import ThumbnailStore
+MAX_EVIDENCE_IMAGES = 8
+"""Most thumbnails an answer returns as its evidence (:attr:`Answer.evidence_images`)."""
 
 OnToken = Callable[[int, str], 'bool | None']
 """``on_token(token_id, text_delta)``, called per generated token; return False to stop."""
@@ -77,6 +82,8 @@ class Answer:
         tokens_attended: context length attended (memory + prompt), averaged over layers.
         frames_in_memory: frames with at least one token in the memory.
         stop_reason: ``eos``, ``length`` or ``cancelled`` (``on_token`` returned False).
+        evidence_images: thumbnails of the frames in the evidence spans, span by span, at
+            most :data:`MAX_EVIDENCE_IMAGES` (none when ``thumbnail_size`` is 0).
     """
 
     text: str
@@ -87,6 +94,7 @@ class Answer:
     tokens_attended: int
     frames_in_memory: int
     stop_reason: str
+    evidence_images: list[Thumbnail] = field(default_factory=list)
 
 
 @dataclass
@@ -127,6 +135,7 @@ class MemoryStats:
         last_encode_s: vision encoder time of the last clip, s.
         last_prefill_s: LLM prefill + memory update time of the last clip, s.
         vsb_topped_up_tokens: tokens VSB kept beyond bucket capacity to meet the budget.
+        thumbnail_bytes: JPEG bytes of the frame thumbnails held (:mod:`.thumbnails`).
     """
 
     frames_ingested: int
@@ -142,6 +151,7 @@ class MemoryStats:
     last_encode_s: float
     last_prefill_s: float
     vsb_topped_up_tokens: int
+    thumbnail_bytes: int = 0
 
 
 class StreamingVLM:
@@ -178,6 +188,7 @@ class StreamingVLM:
         self.llm = llm or make_llm(model, engine_config)
         self.kernels = memory_kernels(engine_config, self.llm)
         self.memory = self._empty_memory()
+        self.thumbnails = ThumbnailStore(engine_config.thumbnail_size)
         self._prefill_init()
         self._reset_stream()
 
@@ -263,6 +274,7 @@ class StreamingVLM:
     def reset(self) -> None:
         """Forget every frame (the init segment and the model stay)."""
         self.memory.clear()
+        self.thumbnails.clear()
         self._reset_stream()
 
     def stats(self) -> MemoryStats:
@@ -282,7 +294,34 @@ class StreamingVLM:
             last_encode_s=self._last_encode_s,
             last_prefill_s=self._last_prefill_s,
             vsb_topped_up_tokens=int(memory.topped_up),
+            thumbnail_bytes=self.thumbnails.num_bytes,
         )
+
+    def retune(self, **settings: Any) -> None:
+        """
+        Change settings that steer answers, not the memory's shape, while streaming.
+
+        Allowed: the :class:`MemoryConfig` and :class:`EngineConfig` fields whose metadata
+        says ``runtime`` (``retrieval_ratio``, ``max_new_tokens``,
+        ``thumbnail_size``). They apply from the next answer or frame; the configs are
+        replaced, never changed in place, so an answer under way keeps its settings.
+
+        Raises:
+            ValueError: a field that is not runtime, or a value its config refuses.
+        """
+        runtime = {f.name for c in (MemoryConfig, EngineConfig) for f in fields(c)
+                   if f.metadata.get('runtime')}
+        fixed = sorted(set(settings) - runtime)
+        if fixed:
+            raise ValueError(f'{", ".join(fixed)} cannot change while streaming (runtime '
+                             f'settings: {", ".join(sorted(runtime))})')
+        memory_names = {f.name for f in fields(MemoryConfig)}
+        memory_config = replace(self.memory_config, **{
+            k: v for k, v in settings.items() if k in memory_names})
+        engine_config = replace(self.engine_config, **{
+            k: v for k, v in settings.items() if k not in memory_names})
+        self.memory_config, self.engine_config = memory_config, engine_config
+        self.thumbnails.size = engine_config.thumbnail_size
 
     # ---- persistence ----------------------------------------------------------------
 
@@ -295,8 +334,9 @@ class StreamingVLM:
         and the frames buffered for the next clip, kept rather than flushed so that a
         restored engine cuts the same clips as one that never stopped:
         ``pending_pixels`` ``[F, 3, S, S]`` in the model dtype (None when F = 0),
-        ``pending_frames`` (frame indices) and ``pending_stamps`` (s). References, not
-        copies. Latencies are measurements of this process and are not part of it.
+        ``pending_frames`` (frame indices) and ``pending_stamps`` (s); ``thumbnails``
+        (:meth:`ThumbnailStore.state`, JPEG bytes as uint8). References, not copies.
+        Latencies are measurements of this process and are not part of it.
 
         Raises:
             RuntimeError: an :meth:`ingest_iter` is suspended (a clip is half prefilled).
@@ -314,6 +354,7 @@ class StreamingVLM:
                 'pending_frames': list(self._pending_frames),
                 'pending_stamps': list(self._pending_stamps),
             },
+            'thumbnails': self.thumbnails.state(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -334,12 +375,14 @@ class StreamingVLM:
         memory.load_state(state.get('memory') or {})
         policy = type(self.policy)(self.memory_config, self.model.tokens_per_frame)
         policy.load_state(state.get('policy') or {})
+        thumbnails = ThumbnailStore(self.engine_config.thumbnail_size)
+        thumbnails.load_state(state.get('thumbnails') or {})
         stream = _checked_stream(
             state.get('stream') or {},
             (self.engine_config.frames_per_clip, 3, *self.model.frame_size),
             self.model.dtype,
         )
-        self.memory, self.policy = memory, policy
+        self.memory, self.policy, self.thumbnails = memory, policy, thumbnails
         self._reset_stream()
         pixels = stream['pending_pixels']
         self._pending_pixels = [] if pixels is None else list(pixels.to(self.model.device))
@@ -450,7 +493,8 @@ class StreamingVLM:
         self._ingesting = True
         try:
             pixels = self.model.preprocess(frames)  # [N, 3, S, S]
-            for pixel, stamp in zip(pixels, stamps):
+            for frame, pixel, stamp in zip(frames, pixels, stamps):
+                self.thumbnails.add(self._frames_ingested, stamp, frame)
                 self._pending_pixels.append(pixel)
                 self._pending_stamps.append(stamp)
                 self._pending_frames.append(self._frames_ingested)
@@ -522,6 +566,7 @@ class StreamingVLM:
         offload = self._offload_device()
         if offload is not None:
             self.memory.offload(self.policy.stream_window, offload)
+        self.thumbnails.keep(self.memory.frame_ids() | set(self._pending_frames))
         self._clips_prefilled += 1
         self._last_prefill_s = time.perf_counter() - start
 
@@ -689,15 +734,17 @@ class StreamingVLM:
             for layer in range(self.model.num_layers):
                 hidden = self.llm.layer_forward(layer, hidden, context.attend)
             logits = self.llm.logits(hidden)[0]
+        evidence = context.evidence()
         return Answer(
             text=tokenizer.decode(token_ids, skip_special_tokens=True),
             token_ids=token_ids,
-            evidence=context.evidence(),
+            evidence=evidence,
             ttft_s=ttft,
             total_s=time.perf_counter() - start,
             tokens_attended=context.tokens_attended,
             frames_in_memory=self.memory.frames_in_memory(),
             stop_reason=stop_reason,
+            evidence_images=self.thumbnails.within(evidence, MAX_EVIDENCE_IMAGES),
         )
 
 

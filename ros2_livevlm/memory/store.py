@@ -128,6 +128,10 @@ class VideoMemory:
         video = self.frame[:, self.num_init:]
         return int(torch.unique(video).numel())
 
+    def frame_ids(self) -> set[int]:
+        """Return the indices of the frames with at least one token in some layer."""
+        return set(torch.unique(self.frame[:, self.num_init:]).tolist())
+
     def resident(self, tokens: slice) -> slice:
         """Buffer slice of :attr:`k` holding memory tokens ``tokens`` (none offloaded)."""
         return slice(tokens.start - self.num_offloaded, tokens.stop - self.num_offloaded)

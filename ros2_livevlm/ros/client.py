@@ -6,7 +6,8 @@ A blocking Python client of a livevlm node (used by the demo and the tests).
 It owns an rclpy context, a node and an executor thread, so plain Python gets blocking
 calls with timeouts: ``query``, ``ask`` (feedback callback, cancel), ``reset``,
 ``save_memory``/``load_memory``, ``watch`` (events as feedback), lifecycle
-``change_state``/``get_state``, and the latest ``MemoryState`` per camera.
+``change_state``/``get_state``, ``set_parameters``/``describe_parameters`` (what
+``ros2 param set``/``describe`` do), and the latest ``MemoryState`` per camera.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from typing import Any, Callable, Optional
 
 from lifecycle_msgs.srv import ChangeState
 from lifecycle_msgs.srv import GetState
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import DescribeParameters
+from rcl_interfaces.srv import SetParameters
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from std_srvs.srv import Trigger
 
@@ -60,6 +66,9 @@ class LiveVLMClient:
                                         qos_profile=REQUEST_QOS)
         self._change = node.create_client(ChangeState, f'{target}/change_state')
         self._get = node.create_client(GetState, f'{target}/get_state')
+        self._set_parameters = node.create_client(SetParameters, f'{target}/set_parameters')
+        self._describe = node.create_client(DescribeParameters,
+                                            f'{target}/describe_parameters')
         self._ask = ActionClient(node, Ask, f'{target}/ask', goal_service_qos_profile=REQUEST_QOS,
                                  result_service_qos_profile=REQUEST_QOS,
                                  cancel_service_qos_profile=REQUEST_QOS)
@@ -249,3 +258,16 @@ class LiveVLMClient:
         """Return the lifecycle state label (``unconfigured``, ``inactive``, ``active``...)."""
         return self._call(self._get, GetState.Request(), timeout,
                           retry=True).current_state.label
+
+    def set_parameters(self, timeout: float = 30.0, **values: Any) -> list[SetParametersResult]:
+        """Set parameters of the node (``ros2 param set``); one result (reason) per value."""
+        request = SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg()
+                        for name, value in values.items()])
+        return list(self._call(self._set_parameters, request, timeout, retry=True).results)
+
+    def describe_parameters(self, *names: str,
+                            timeout: float = 30.0) -> list[ParameterDescriptor]:
+        """Describe parameters of the node (``ros2 param describe``)."""
+        request = DescribeParameters.Request(names=list(names))
+        return list(self._call(self._describe, request, timeout, retry=True).descriptors)

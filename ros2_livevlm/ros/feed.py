@@ -27,6 +27,9 @@ import numpy as np
 RATE_WINDOW_S = 5.0
 """Span of the sliding windows behind input and ingest rates, s."""
 
+STAMP_WINDOW = 32
+"""Messages whose header.stamps give the camera's own rate (:meth:`CameraFeed.camera_rate`)."""
+
 
 @dataclass
 class Frame:
@@ -73,6 +76,7 @@ class CameraFeed:
         self._next_due: Optional[float] = None
         self._arrivals: deque[float] = deque()
         self._ingests: deque[float] = deque()
+        self._stamps: deque[float] = deque(maxlen=STAMP_WINDOW)
 
     @property
     def queued(self) -> int:
@@ -94,6 +98,7 @@ class CameraFeed:
         """
         with self._lock:
             _append_window(self._arrivals, now)
+            self._stamps.append(stamp)
             jump = self.newest_stamp is not None and stamp < self.newest_stamp - self.period
             if jump:  # a memory reset: counters restart with this message
                 self._queue.clear()
@@ -102,8 +107,27 @@ class CameraFeed:
                 self.reset_pending = True
                 self.counters = FeedCounters()
                 self.time_jumps += 1
+                self._stamps.clear()
             self.counters.frames_received += 1
             return self._next_due is None or stamp >= self._next_due, jump
+
+    def set_sample_fps(self, sample_fps: float) -> None:
+        """Sample at ``sample_fps`` (Hz, > 0) from the next due frame on."""
+        with self._lock:
+            self.period = 1.0 / sample_fps
+
+    def camera_rate(self) -> float:
+        """
+        Rate the camera publishes at by its header.stamps, Hz (0: unknown).
+
+        The inverse of the median interval between the stamps of the last
+        :data:`STAMP_WINDOW` messages received: what the publisher sends, whatever is lost
+        on the way (compare with the input rate of :meth:`rates`).
+        """
+        with self._lock:
+            stamps = list(self._stamps)
+        steps = sorted(b - a for a, b in zip(stamps, stamps[1:]) if b > a)
+        return 1.0 / steps[len(steps) // 2] if steps else 0.0
 
     def reject(self) -> None:
         """Count a due frame that failed conversion (its sample slot stays open)."""
@@ -170,6 +194,7 @@ class CameraFeed:
             self.counters = FeedCounters()
             self._arrivals.clear()
             self._ingests.clear()
+            self._stamps.clear()
             self.reset_pending = True
 
     def note_ingested(self, now: float) -> None:

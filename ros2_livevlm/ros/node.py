@@ -7,7 +7,10 @@ Configure loads the model (one memory per camera, one shared model); activate cr
 camera subscriptions (QoS chosen from their publishers, :mod:`.subscription`),
 ``~/query``, ``~/ask``, ``~/reset``, the timers, and starts the worker; deactivate stops
 them (pending questions fail with an error); cleanup frees the model. Outputs:
-``~/answers`` (exactly what each caller got), ``~/memory_state`` and ``/diagnostics``.
+``~/answers`` (exactly what each caller got), ``~/evidence`` (the frames each answer drew
+on), ``~/memory_state`` and ``/diagnostics`` (in every lifecycle state, from a timer that
+lives as long as the node). Parameters are typed; runtime ones apply at once
+(:mod:`.tuning`), the others at the next configure (:mod:`.params`).
 
 Everything that runs while active lives in one :class:`Session`, replaced as a whole:
 a callback takes the session once and works on it, so tearing down under a running
@@ -49,6 +52,7 @@ from rclpy.lifecycle import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import CompressedImage
 
 from .errors import ErrorLog
 from .errors import guarded
@@ -66,11 +70,15 @@ from .persistence_services import MemoryFileServer
 from .serving import RequestServer
 from .status import CameraReport
 from .status import diagnostics_message
+from .status import evidence_messages
 from .status import memory_state_message
 from .status import NodeReport
+from .status import Thresholds
 from .status import transport_problem
 from .subscription import CameraSubscription
 from .subscription import REFRESH_PERIOD_S
+from .tuning import apply_settings
+from .tuning import ParameterTuning
 from .watch_server import WatchServer
 from .watches import WatchBoard
 from .worker import Worker
@@ -149,12 +157,20 @@ class LiveVLMNode(LifecycleNode):
         self._closing = False
         self._problem_logged: dict[str, float] = {}
         self._refused_files: dict[str, str] = {}  # memory files refused at load: path -> reason
+        self._configure_error = ''
         self.fatal_error = ''
         self.stop_requested = threading.Event()
         super().__init__('livevlm', **kwargs)
         self.errors = ErrorLog(self.get_logger())  # exceptions caught in callbacks
-        declare_parameters(self)
+        self._tuning = ParameterTuning(self, lambda: self._node_settings, self._apply_settings,
+                                       declare_parameters(self))
+        self.add_on_set_parameters_callback(self._tuning)
         self._serve_group = ReentrantCallbackGroup()  # services and action server
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._status_timer = self.create_timer(  # steady: runs while sim time stands still
+            self.get_parameter('state_period').value,
+            guarded(self.errors, 'state', self._publish_status),
+            clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.get_parameter('autostart').value is True:
             self._autostart_timer = self.create_timer(
                 0.0, guarded(self.errors, 'autostart', self._on_autostart))
@@ -174,24 +190,26 @@ class LiveVLMNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Check settings and requirements, load the model; SUCCESS -> inactive."""
         log = self.get_logger()
+        self._configure_error = ''
         missing = missing_requirements()
         if missing:
-            log.error(f'missing Python packages: {", ".join(missing)}. Install the pinned set: '
-                      '`python3 -m pip install -r <prefix>/share/ros2_livevlm/requirements.txt`'
-                      ' (scripts/requirements.txt in the source tree)')
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(
+                f'missing Python packages: {", ".join(missing)}. Install them beside ROS: '
+                '`python3 -m pip install -r <prefix>/share/ros2_livevlm/'
+                'requirements-distro.txt -c <prefix>/share/ros2_livevlm/constraints-<platform>'
+                '.txt` (scripts/ in the source tree; README "On a machine with ROS 2 '
+                'installed")')
         try:
-            settings = read_settings(self)
+            settings = read_settings(self, self._tuning.refused)
         except ValueError as err:
-            log.error(f'bad parameter: {err}')
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(f'bad {err}')
         log.info(f'loading model {settings.model_path!r} on {settings.engine.device} '
                  f'({settings.engine.dtype})')
         try:
             engine = self._load_engine(settings)
         except (ValueError, OSError, RuntimeError) as err:
-            log.error(f'cannot load model_path={settings.model_path!r}: {err}')
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(f'cannot load model_path={settings.model_path!r}: '
+                                          f'{err}')
         per_frame = engine.model.tokens_per_frame
         if settings.memory.policy != 'full' and settings.memory.budget_tokens < 4 * per_frame:
             log.warning(
@@ -206,12 +224,24 @@ class LiveVLMNode(LifecycleNode):
         self._outputs = {
             'state': self.create_lifecycle_publisher(_msg.MemoryState, '~/memory_state', 10),
             'answers': self.create_lifecycle_publisher(_msg.Answer, '~/answers', 10),
-            'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', 10),
             'watch_events': self.create_lifecycle_publisher(_msg.WatchEvent, '~/watch_events',
                                                             10),
+            'evidence': self.create_lifecycle_publisher(CompressedImage, '~/evidence', 10),
         }
-        log.info(f'configured: cameras {", ".join(names)}; policy {settings.memory.policy}')
+        log.info('configured: cameras ' + ', '.join(self.resolve_topic_name(n) for n in names)
+                 + f'; policy {settings.memory.policy}')
         return TransitionCallbackReturn.SUCCESS
+
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        """Log why configure failed; /diagnostics shows it until the next configure."""
+        self._configure_error = reason
+        self.get_logger().error(reason)
+        return TransitionCallbackReturn.FAILURE
+
+    def _apply_settings(self, settings: NodeSettings) -> None:
+        """Parameters callback: runtime settings changed while configured."""
+        self._node_settings = settings
+        apply_settings(settings, self._engines, self._session)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         """Subscribe, serve and start the worker; SUCCESS -> active."""
@@ -244,15 +274,9 @@ class LiveVLMNode(LifecycleNode):
                 depth=camera.depth, on_message=guarded(
                     self.errors, f'camera {camera.name}',
                     functools.partial(self._on_image, session, camera.name)))
-        steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs while sim time stands still
-        session.timers = [
-            self.create_timer(settings.state_period, guarded(
-                self.errors, 'state', functools.partial(self._publish_state, session)),
-                clock=steady),
-            self.create_timer(REFRESH_PERIOD_S, guarded(
-                self.errors, 'qos', session.refresh_cameras),
-                clock=steady),
-        ]
+        session.timers = [self.create_timer(  # steady: runs while sim time stands still
+            REFRESH_PERIOD_S, guarded(self.errors, 'qos', session.refresh_cameras),
+            clock=Clock(clock_type=ClockType.STEADY_TIME))]
         self._session = session
         self.get_logger().info(
             'active: ~/query, ~/ask, ~/reset, ~/save_memory, ~/load_memory, ~/watch ready; '
@@ -316,15 +340,16 @@ class LiveVLMNode(LifecycleNode):
 
     def _on_image(self, session: Session, camera: str, msg: Any) -> None:
         feed, now = session.feeds[camera], self._now()
+        topic = session.cameras[camera].topic
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if stamp == 0.0:
-            self.get_logger().warning(f'camera {camera}: header.stamp is zero; using the '
+            self.get_logger().warning(f'camera {topic}: header.stamp is zero; using the '
                                       'node clock instead', throttle_duration_sec=10.0)
             stamp = now
         due, jump = feed.receive(stamp, now)
         if jump:
             self.get_logger().warning(
-                f'camera {camera}: time went backwards to {stamp:.3f} s (a looped bag or a '
+                f'camera {topic}: time went backwards to {stamp:.3f} s (a looped bag or a '
                 'restarted clock); its memory is reset')
         if not due:
             return
@@ -332,14 +357,20 @@ class LiveVLMNode(LifecycleNode):
             rgb = to_rgb(msg)
         except ImageConversionError as err:
             feed.reject()
-            self.get_logger().warning(f'camera {camera}: frame dropped: {err}',
+            self.get_logger().warning(f'camera {topic}: frame dropped: {err}',
                                       throttle_duration_sec=5.0)
             return
         feed.push(Frame(rgb, stamp, msg.header.frame_id))
         session.worker.wake()
 
-    def _publish_answer(self, message: _msg.Answer) -> None:
-        self._publish('answers', message)
+    def _publish_answer(self, message: _msg.Answer, answer: Any = None) -> None:
+        """Publish an Answer on ~/answers, after the evidence images of ``answer``."""
+        publisher, evidence = self._outputs.get('answers'), self._outputs.get('evidence')
+        if publisher is None or not publisher.is_activated:
+            return
+        for image in evidence_messages(answer, message.header.frame_id):
+            evidence.publish(image)
+        publisher.publish(message)
 
     def _publish(self, output: str, message: Any) -> None:
         publisher = self._outputs.get(output)
@@ -348,23 +379,47 @@ class LiveVLMNode(LifecycleNode):
 
     # ---- state ------------------------------------------------------------------------
 
-    def _publish_state(self, session: Session) -> None:
+    def _publish_status(self) -> None:
+        """Publish /diagnostics (every state) and, while active, ~/memory_state."""
         now = self.get_clock().now()
-        reports = []
-        for camera, feed in session.feeds.items():
-            transport = session.cameras[camera].transport()
+        session, reports = self._session, []
+        for camera, feed in (session.feeds.items() if session else ()):
+            subscription = session.cameras[camera]
+            transport = subscription.transport()
             watches = session.board.stats(camera)
             state = memory_state_message(camera, session.settings.memory.policy, feed,
                                          transport, session.worker.stats(camera), watches, now)
             self._outputs['state'].publish(state)
-            reports.append(CameraReport(state, transport, session.worker.health(camera),
-                                        feed.time_jumps, watches))
+            setting = next(c for c in session.settings.cameras if c.name == camera)
+            reports.append(CameraReport(
+                state, transport, session.worker.health(camera), feed.time_jumps, watches,
+                feed.camera_rate(), f'{transport.reliability} (qos_reliability '
+                f'{setting.reliability}), keep last {setting.depth}'))
             self._log_problem(camera, transport_problem(transport))
-        node = NodeReport(session.worker.alive, session.worker.fatal_error,
-                          self.errors.count, self.errors.last,
-                          session.worker.pending)
-        self._outputs['diagnostics'].publish(
-            diagnostics_message(self.get_fully_qualified_name(), reports, node, now))
+        self._diagnostics.publish(diagnostics_message(
+            self.get_fully_qualified_name(), reports, self._node_report(),
+            self._thresholds(), now))
+
+    def _thresholds(self) -> Optional[Thresholds]:
+        settings = self._node_settings
+        return settings and Thresholds(settings.stale_s, settings.min_rate_ratio,
+                                       settings.max_drop_ratio)
+
+    def _node_report(self) -> NodeReport:
+        settings, session = self._node_settings, self._session
+        stats = [engine.stats() for engine in list(self._engines.values())] if session is None \
+            else [session.worker.stats(camera) for camera in session.feeds]
+        return NodeReport(
+            lifecycle=self._state_machine.current_state[1],
+            model=settings.model_path if settings else self.get_parameter('model_path').value,
+            device=settings.engine.device if settings else self.get_parameter('device').value,
+            worker_alive=session.worker.alive if session else None,
+            fatal_error=session.worker.fatal_error if session else '',
+            configure_error=self._configure_error, callback_errors=self.errors.count,
+            last_callback_error=self.errors.last,
+            questions_pending=session.worker.pending if session else 0,
+            kv_bytes=sum(s.kv_bytes for s in stats),
+            thumbnail_bytes=sum(s.thumbnail_bytes for s in stats))
 
     def _log_problem(self, camera: str, problem: Optional[str]) -> None:
         now = time.monotonic()

@@ -55,13 +55,14 @@ class RequestServer:
         node: the node that owns the services and the action server.
         feeds: camera name -> feed (the first camera is the default).
         worker: the started worker that answers the questions.
-        publish_answer: publishes an Answer on ``~/answers``.
+        publish_answer: publishes an Answer on ``~/answers`` (and, given the engine's
+            answer, its evidence images on ``~/evidence``).
         errors: where exceptions caught in the callbacks are reported.
         group: callback group of the services and the action server (reentrant).
     """
 
     def __init__(self, node: Node, feeds: dict[str, CameraFeed], worker: Worker,
-                 publish_answer: Callable[[Answer], None], errors: ErrorLog,
+                 publish_answer: Callable[..., None], errors: ErrorLog,
                  group: CallbackGroup) -> None:
         self._node = node
         self._feeds = feeds
@@ -126,7 +127,7 @@ class RequestServer:
         feed = self._feeds.get(camera)
         stats = self._worker.stats(camera) if feed is not None else None
         message = answer_message(question, stats, feed.frame_id if feed else '')
-        self._publish_answer(message)
+        self._publish_answer(message, question.answer)
         return message
 
     def _on_query(self, request: Any, response: Any) -> Any:

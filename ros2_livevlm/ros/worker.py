@@ -250,6 +250,10 @@ class Worker:
         """Tell the thread that frames arrived."""
         self._wake.set()
 
+    def set_options(self, *, clip_timeout: float, flush_on_question: bool) -> None:
+        """Change ``clip_timeout`` (s) and ``flush_on_question`` (from the next step on)."""
+        self._clip_timeout, self._flush_on_question = clip_timeout, flush_on_question
+
     def stats(self, camera: str) -> MemoryStats:
         """Latest memory statistics of ``camera`` (a snapshot taken by the worker)."""
         with self._lock:

@@ -36,11 +36,11 @@ def load_faulty_engine(settings: Any) -> FaultyEngine:
 class FaultyNode(LiveVLMNode):
     """A livevlm node whose first state publication raises when ``state_error`` is set."""
 
-    def _publish_state(self, session: Any) -> None:
+    def _publish_status(self) -> None:
         if SPEC.get('state_error') and not getattr(self, 'state_failed', False):
             self.state_failed = True
             raise RuntimeError(SPEC['state_error'])
-        super()._publish_state(session)
+        super()._publish_status()
 
 
 if __name__ == '__main__':

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import io
+import signal
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
@@ -125,3 +126,18 @@ def settle(client: Any, camera: str) -> None:
         fresh = state.header.stamp.sec + state.header.stamp.nanosec * 1e-9 > since
         return fresh and state.frames_ingested >= state.frames_sampled
     client.wait_for(done, timeout=60.0)
+
+
+def running_node(start_node: Callable[..., Any], client: Any,
+                 parameters: dict[str, Any]) -> Iterator[Any]:
+    """
+    Yield a node process started with ``parameters`` once camera ``image`` reports state.
+
+    For a module fixture: at the end SIGINT must stop the node with exit code 0 and no
+    traceback in its log.
+    """
+    process = start_node(**parameters)
+    client.wait_for(lambda: client.state('image'), timeout=120.0)
+    yield process
+    assert process.stop(signal.SIGINT) == 0
+    assert 'Traceback' not in process.log(), process.log()

@@ -27,7 +27,8 @@ from sensor_msgs.msg import Image
 
 PROGRAM = (str(Path(__file__).with_name('faulty_node.py')),)
 PARAMETERS = {'autostart': True, 'frames_per_clip': 2, 'sample_fps': 100.0,
-              'max_new_tokens': 4, 'state_period': 0.2}
+              'max_new_tokens': 4, 'state_period': 0.2,
+              'diagnostics_stale_s': 1e10}  # stamps of 10 s: not stale for this test
 
 
 def start_faulty(start_node, client, **spec):

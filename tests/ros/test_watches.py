@@ -11,7 +11,6 @@ then a motorcycle, then grass again, in 640 x 480 frames one second apart. A wat
 
 from __future__ import annotations
 
-import signal
 
 from action_msgs.msg import GoalStatus
 import numpy as np
@@ -21,6 +20,7 @@ from ros2_livevlm.msg import WatchEvent
 from ros2_livevlm.reference.task import render_run
 from ros2_livevlm.ros.status import to_time
 from ros_messages import publish
+from ros_messages import running_node
 from ros_messages import settle
 from sensor_msgs.msg import Image
 
@@ -46,11 +46,7 @@ def tour(start: float) -> list[Image]:
 
 @pytest.fixture(scope='module')
 def node(start_node, client):
-    process = start_node(**PARAMETERS)
-    client.wait_for(lambda: client.state('image'), timeout=120.0)
-    yield process
-    assert process.stop(signal.SIGINT) == 0
-    assert 'Traceback' not in process.log(), process.log()
+    yield from running_node(start_node, client, PARAMETERS)
 
 
 @pytest.fixture(scope='module')
