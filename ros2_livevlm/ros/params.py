@@ -117,7 +117,7 @@ class Spec:
             constraints.append(f'> {self.low}')
         descriptor = ParameterDescriptor(
             name=self.name, type=_TYPES[_kind(self.default)],
-            description=f'{self.description}. {when}',
+            description=f'{self.description.rstrip(".")}. {when}',
             additional_constraints='; '.join(constraints), read_only=self.applies == 'restart')
         if isinstance(self.default, bool) or isinstance(self.default, list):
             return descriptor
