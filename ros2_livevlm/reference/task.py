@@ -58,6 +58,9 @@ KINDS = ('presence', 'first', 'now', 'order')
 LONG_RANGE_KINDS = ('presence', 'first', 'order')
 """Kinds whose evidence may lie anywhere in the stream (``now`` asks about the present)."""
 
+YES_NO_KINDS = ('presence', 'order')
+"""Kinds answered "yes" or "no"."""
+
 TEMPLATES: dict[str, tuple[str, ...]] = {
     'presence': ('Did you see {a_scene}?', 'Did you see the {scene}?', 'Was the {scene} shown?',
                  'Have you seen the {scene}?'),
@@ -257,17 +260,22 @@ def sample_questions(rng: np.random.Generator, runs: list[Run], num_questions: i
     Draw up to ``num_questions`` distinct questions of ``kinds``, as even as the stream allows.
 
     Presence and order questions alternate "yes" and "no" while both exist (at most one
-    more of either). Kinds are visited in random order, round robin, one per visit.
+    more of either) and are drawn two at a time, a "yes" and a "no", so every stream asks
+    as many of each (drawn one at a time, 8 questions asked 2 "yes" to 1 "no" per kind and
+    a model could score 67 % by always answering "yes"). Kinds are visited in random order,
+    round robin, one draw per visit.
     """
     pools = all_questions(rng, runs)
-    for kind in ('presence', 'order'):
+    for kind in YES_NO_KINDS:
         pools[kind] = _yes_no_balanced(rng, pools[kind])
     chosen: list[Question] = []
     kinds = [k for k in kinds if pools[k]]
     while len(chosen) < num_questions and kinds:
         for kind in rng.permutation(kinds):
-            if len(chosen) < num_questions and pools[kind]:
+            draws = 2 if kind in YES_NO_KINDS else 1
+            while draws and len(chosen) < num_questions and pools[kind]:
                 chosen.append(pools[kind].pop())
+                draws -= 1
         kinds = [k for k in kinds if pools[k]]
     return chosen
 

@@ -96,11 +96,17 @@ class TrainConfig:
     Attributes:
         seed: seeds the model init, the frame bank and every batch (the batches draw from
             ``[TRAIN_SEED_TAG, seed]``, apart from every held-out stream).
-        recognition_steps: phase 1 steps: one-frame streams, "what are you looking at
-            now?" (the vision tower and projector learn to name the scenes, as LLaVA's
-            alignment stage does). Only naming: with presence questions on one frame the
-            model settles on "yes if it is the current scene" and stays there.
+        recognition_steps: phase 1 steps: one-frame streams, each asked "what are you
+            looking at now?" and "Did you see the X?" once with "yes" and once with "no"
+            (the vision tower and projector learn to name the scenes, as LLaVA's alignment
+            stage does, and the LLM learns to bind a scene's name in a question to its
+            frames where there is only one frame to look at). Without the presence
+            questions here, presence never got past chance with 24 scenes (it always
+            answered "yes"): with 12 scenes it was learned after about 250 phase 2 steps,
+            with 24 not within 400, and phase 2 gives each name half as many questions.
         recognition_batch: streams per phase 1 step.
+        recognition_questions: questions per phase 1 stream (``now`` and a presence
+            "yes" and "no").
         steps: phase 2 steps: streams of a length curriculum, several questions each.
         frames_per_step: frames per phase 2 step, split into as many streams of the
             step's length as fit (at least one): every step costs about the same.
@@ -142,6 +148,7 @@ class TrainConfig:
     seed: int = 0
     recognition_steps: int = 200
     recognition_batch: int = 64
+    recognition_questions: int = 3
     steps: int = 1400
     frames_per_step: int = 256
     min_frames: int = 4
@@ -232,8 +239,8 @@ def stream_length(cfg: TrainConfig, step: int, rng: np.random.Generator) -> int:
 def _batch(cfg: TrainConfig, step: int, packer: Packer, bank: FrameBank,
            rng: np.random.Generator):
     if step < cfg.recognition_steps:
-        return sample_batch(packer, bank, rng, cfg.recognition_batch, 1, 1, cfg.noise,
-                            kinds=('now',))
+        return sample_batch(packer, bank, rng, cfg.recognition_batch, 1,
+                            cfg.recognition_questions, cfg.noise, kinds=('now', 'presence'))
     num_frames = stream_length(cfg, step - cfg.recognition_steps, rng)
     batch_size = max(1, cfg.frames_per_step // num_frames)
     questions = min(cfg.questions_per_stream, max(2, num_frames // 2))

@@ -59,8 +59,6 @@ def run_watch(engine: StreamingVLM, watch: Watch, frames: np.ndarray,
     return events, p_yes
 
 
-@pytest.mark.xfail(strict=True, reason='reference model v2 answers presence at chance '
-                   '(held-out "no" 0-22 %): not learned yet, issue 11')
 def test_a_present_tense_watch_fires_when_the_scene_starts_and_ends(
     reference: StreamingVLM
 ) -> None:
@@ -76,8 +74,6 @@ def test_a_present_tense_watch_fires_when_the_scene_starts_and_ends(
     assert max(p_yes[:3]) < 0.5 < min(p_yes[4:7])
 
 
-@pytest.mark.xfail(strict=True, reason='reference model v2 answers presence at chance '
-                   '(held-out "no" 0-22 %): not learned yet, issue 11')
 def test_a_whole_memory_watch_stays_yes_after_the_first_sighting(
     reference: StreamingVLM
 ) -> None:

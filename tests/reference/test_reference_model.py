@@ -47,19 +47,24 @@ def test_reference_resolves_to_the_committed_checkpoint() -> None:
     assert text['num_key_value_heads'] < text['num_attention_heads']  # GQA
 
 
-@pytest.mark.xfail(strict=True, reason='reference model v2 answers presence at chance '
-                   '(held-out "no" 0-22 %): not learned yet, issue 11')
+BOUNDED = {'budget_tokens': 128, 'page_size': 16, 'observation_tokens': 32}
+
+
 @pytest.mark.parametrize('settings', [
     {'policy': 'full'},
-    {'policy': 'livevlm', 'budget_tokens': 128, 'page_size': 16, 'observation_tokens': 32},
-], ids=['full', 'livevlm'])
+    {'policy': 'vsb', **BOUNDED},
+    pytest.param({'policy': 'livevlm', **BOUNDED}, marks=pytest.mark.xfail(
+        strict=True, reason='PaR at retrieval_ratio 0.4 retrieves 3 of the 8 long-term pages '
+        'and misses the coffee\'s ("no"; 0.6 and vsb answer all six): its top span lies in '
+        'the asked scene 1.5x as often as a question-blind ranking, not 2x (issue 11)')),
+], ids=['full', 'vsb', 'livevlm'])
 def test_reference_answers_questions_about_a_real_photo_stream(tour, settings) -> None:
     frames, stamps = tour
     engine = StreamingVLM.from_pretrained(REFERENCE, frames_per_clip=8, **settings)
     assert engine.model.tokens_per_frame == 16
     engine.ingest(frames, stamps)
     assert engine.flush() == 0  # 16 frames = two full clips
-    if settings['policy'] == 'livevlm':
+    if settings['policy'] != 'full':
         assert engine.stats().tokens_long_term == 128  # the budget binds: 224 candidates
     for question, expected in QUESTIONS.items():
         answer = engine.ask(question, max_new_tokens=4)

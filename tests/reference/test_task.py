@@ -62,6 +62,14 @@ def test_sampled_questions_are_distinct_and_balanced() -> None:
         answers = [q.answer for q in questions if q.kind == kind]
         assert abs(answers.count('yes') - answers.count('no')) <= 1, kind
     assert all(q.answer in ANSWERS for q in questions)
+    for seed in range(20):  # yes/no kinds come in pairs: 'always yes' scores half on them
+        rng = np.random.default_rng(seed)
+        runs = make_runs(rng, 16, (3, 6))
+        shown = [run.scene for run in runs]
+        if sum(shown.count(scene) == 1 for scene in shown) < 3:
+            continue  # too few scenes for 3 presence 'yes' and 4 order questions
+        answers = [q.answer for q in sample_questions(rng, runs, 8) if q.answer in ('yes', 'no')]
+        assert len(answers) == 6 and answers.count('yes') == 3, seed
 
 
 def test_episode_is_deterministic_and_real_frames() -> None:

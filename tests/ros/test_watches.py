@@ -57,8 +57,6 @@ def camera(node, client):
     return publisher
 
 
-@pytest.mark.xfail(strict=True, reason='reference model v2 answers presence at chance '
-                   '(never "no"), so the watch never turns; README, reference model v2')
 def test_a_watch_fires_once_per_change_and_not_while_the_answer_holds(client, camera):
     topic: list[WatchEvent] = []
     client.node.create_subscription(WatchEvent, '/livevlm/watch_events', topic.append,
@@ -86,9 +84,6 @@ def test_a_watch_fires_once_per_change_and_not_while_the_answer_holds(client, ca
     client.wait_for(lambda: client.state('image').watches == 0, timeout=10.0)
 
 
-@pytest.mark.xfail(strict=False, reason='after the xfailed watch test above, the second watch '
-                   'ends ABORTED before its cancel on main (passes on its branch with model v1); '
-                   'open in issue 13')
 def test_bad_goals_are_aborted_with_a_reason_and_max_events_ends_a_watch(client, camera):
     for goal_fields, reason in (({'question': ' '}, 'question is empty'),
                                 ({'question': 'Cat?', 'camera': 'nope'}, 'unknown camera'),
