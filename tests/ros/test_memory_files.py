@@ -6,9 +6,8 @@ Memory files through the node: saved on SIGINT, loaded at configure, refused whe
 The node runs in its own process on the reference model with two cameras fed 640 x 480
 photos. The first process saves both memories on SIGINT (``save_on_shutdown``); a second
 process loads them at configure (``memory_file``) and must answer exactly as the first
-did. Every other policy takes the cheaper path of a node in this process (a node process
-costs about 7 s to start on 2 cores): a new node, with its own engines and model loaded
-afresh, loads what the closed one saved. Damaged files and another model's file go
+did, for every policy. The node subscribes reliable (as the publishers are) with a depth
+that holds a burst, so every frame sent counts. Damaged files and another model's file go
 through ``~/load_memory``: each is refused with its reason while the node keeps its
 memory and keeps running; a refused ``memory_file`` is not overwritten at shutdown.
 """
@@ -20,12 +19,8 @@ import json
 from pathlib import Path
 import shutil
 import signal
-import threading
 
 import pytest
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from ros2_livevlm.config import POLICIES
 from ros2_livevlm.engine import StreamingVLM
@@ -33,7 +28,6 @@ from ros2_livevlm.models import make_tiny_checkpoint
 from ros2_livevlm.persistence import INDEX_KEY
 from ros2_livevlm.persistence import INDEX_SHA_KEY
 from ros2_livevlm.persistence import save_memories
-from ros2_livevlm.ros.node import LiveVLMNode
 from ros_messages import encoded_photo
 from ros_messages import photo
 from ros_messages import publish
@@ -46,7 +40,8 @@ CAMERAS = ('image', 'cam_b')
 PARAMETERS = {
     'autostart': True, 'model_path': 'reference', 'cameras': list(CAMERAS),
     'sample_fps': 100.0, 'frames_per_clip': 2, 'max_new_tokens': 4, 'clip_timeout': 0.3,
-    'state_period': 0.2, 'save_on_shutdown': True,
+    'state_period': 0.2, 'save_on_shutdown': True, 'qos_reliability': ['reliable'],
+    'qos_depth': [20],
 }
 QUESTIONS = (('What did you see first?', 'image'), ('Did you see the cat?', 'cam_b'))
 
@@ -95,52 +90,23 @@ def memory_file(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp('memory') / 'memory.safetensors'
 
 
-class NodeInProcess:
-    """A livevlm node spun in this process on its own context; :meth:`close` as on SIGINT."""
-
-    def __init__(self, **parameters) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = LiveVLMNode(context=self.context, parameter_overrides=[
-            Parameter(name, value=value) for name, value in parameters.items()])
-        self.executor = MultiThreadedExecutor(num_threads=self.node.executor_threads(),
-                                              context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.node.close('the test ends')
-        self.executor.shutdown()
-        self.thread.join()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
 @pytest.mark.parametrize('policy', [p for p in POLICIES if p != 'livevlm'])  # livevlm below
-def test_every_policy_answers_alike_from_a_new_node(client, publishers, policy, tmp_path):
-    parameters = {**PARAMETERS, 'policy': policy, 'budget_tokens': 32,  # evicts: 2 frames
-                  'short_term_frames': 1, 'memory_file': str(tmp_path / 'memory.safetensors')}
+def test_every_policy_answers_alike_after_a_process_restart(
+        start_node, client, publishers, policy, tmp_path):
+    memory = tmp_path / 'memory.safetensors'
+    parameters = {'policy': policy, 'budget_tokens': 32,  # evicts: 2 frames
+                  'short_term_frames': 1, 'memory_file': str(memory)}
     found = []
-    for frames in (range(6), ()):  # the second node gets no frame: its memory is loaded
-        with client._lock:
-            client.states.clear()
-        node = NodeInProcess(**parameters)
-        try:
-            client.wait_for(lambda: all(client.state(c) for c in CAMERAS), timeout=60.0)
-            for index, camera in enumerate(CAMERAS):
-                publisher = publishers[camera]
-                client.wait_for(lambda: client.state(camera).reliability == 'reliable', 30.0)
-                client.wait_for(publisher.get_subscription_count, timeout=30.0)
-                messages = [encoded_photo(photo(index + i), 'rgb8', stamp=100.0 + i)
-                            for i in frames]
-                if messages:
-                    publish(client, publisher, camera, messages)
-                    settle(client, camera)
-            found.append(answers(client))
-        finally:
-            node.close()
-    assert found[1] == found[0]
+    for frames in (range(6), ()):  # the second process gets no frame: its memory is loaded
+        node = start(start_node, client, publishers, **parameters)
+        for index, camera in enumerate(CAMERAS):
+            messages = [encoded_photo(photo(index + i), 'rgb8', stamp=100.0 + i) for i in frames]
+            if messages:
+                publish(client, publishers[camera], camera, messages)
+                settle(client, camera)
+        found.append(answers(client))
+        stop(node)
+    assert memory.exists() and found[1] == found[0]
 
 
 @pytest.fixture(scope='module')

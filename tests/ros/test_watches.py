@@ -28,6 +28,7 @@ SCENES = (('grass', 4), ('motorcycle', 5), ('grass', 4))
 PARAMETERS = {
     'autostart': True, 'model_path': 'reference', 'sample_fps': 100.0, 'frames_per_clip': 1,
     'queue_size': 32, 'clip_timeout': 0.0, 'state_period': 0.2, 'max_watches': 2,
+    'qos_reliability': ['reliable'], 'qos_depth': [20],  # every frame of a burst counts
 }
 
 
