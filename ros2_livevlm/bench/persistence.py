@@ -33,7 +33,6 @@ from ..checkpoints import default_settings
 from ..checkpoints import REFERENCE
 from ..engine import StreamingVLM
 from ..reference.task import make_episode
-from ..reference.train_reference import TrainConfig
 
 
 SEVEN_B_BYTES = 15e9
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--repeats', type=int, default=5,
                         help='saves and loads per policy (default: %(default)s)')
     args = parser.parse_args(argv)
-    episode = make_episode(0, args.frames, TrainConfig.run_frames, 8)
+    episode = make_episode(0, args.frames, 8)
     questions = [q.text for q in episode.questions]
     with tempfile.TemporaryDirectory() as out:
         results = [

@@ -3,13 +3,14 @@
 """
 Watch benchmark: event delay on the sample tour and cost per evaluation, in one run.
 
-    python -m ros2_livevlm.bench.watch [--scene motorcycle] [--clips 1,2,4,8] [--holds 1,2]
+    python -m ros2_livevlm.bench.watch [--scene SCENE] [--clips 1,2,4,8] [--holds 1,2]
 
 The sample tour (:class:`~ros2_livevlm.eval.sample.Tour`: the frames the node samples
 from the sample bag, one every ``frame_period_s`` = 10 s) streams into the reference
 model for each clip size in ``--clips``; after every clip a watch asks "Did you see
-<scene>?" about the present (``window_s=0``: the short-term frames) with each hysteresis
-``hold`` in ``--holds``. For every event: the stamp of the newest frame it saw and its
+<scene>?" (by default the first scene that comes into view after the start) about the
+present (``window_s=0``: the short-term frames) with each hysteresis ``hold`` in
+``--holds``. For every event: the stamp of the newest frame it saw and its
 delay after the true scene start (yes) or end (no), in camera seconds; an event no scene
 boundary explains is a false event. Cost: median evaluation time (one prompt prefill over
 the memory) against the median clip time (encode + prefill), in the same run.
@@ -31,6 +32,7 @@ from ..engine import StreamingVLM
 from ..eval.sample import camera_frames
 from ..eval.sample import plan_runs
 from ..eval.sample import Tour
+from ..eval.sample import watched_scene
 from ..reference.task import ARTICLES
 from ..reference.task import Run
 from ..watch import Watch
@@ -93,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     """Measure every clip size and hold on the sample tour; print one table."""
     parser = argparse.ArgumentParser(prog='python -m ros2_livevlm.bench.watch',
                                      description=__doc__.strip().split('\n\n')[0])
-    parser.add_argument('--scene', default='motorcycle',
-                        help='scene the watch asks about (default: %(default)s)')
+    parser.add_argument('--scene', default=None,
+                        help='scene the watch asks about (default: the first scene that comes '
+                             'into view after the start)')
     parser.add_argument('--clips', default='1,2,4,8',
                         help='frames per clip, comma separated (default: %(default)s)')
     parser.add_argument('--holds', default='1,2',
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tour = Tour()
     frames, stamps, runs = tour_frames(tour)
+    args.scene = args.scene or watched_scene(runs)
     spans = [(r.start * tour.frame_period_s, r.end * tour.frame_period_s)
              for r in runs if r.scene == args.scene]
     if not spans:

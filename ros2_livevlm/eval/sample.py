@@ -126,6 +126,23 @@ def plan_runs(tour: Tour) -> list[Run]:
     return make_runs(np.random.default_rng([tour.seed, 0]), tour.num_frames, tour.run_frames)
 
 
+def watched_scene(runs: Sequence[Run]) -> str:
+    """
+    Return the first scene that comes into view after the tour's start.
+
+    A watch on it ("Did you see the X?" about the present) should stay quiet at first, turn
+    on when the scene starts and off when it ends: the scene the watch demo and
+    ``bench.watch`` ask about.
+
+    Raises:
+        ValueError: every run shows the first run's scene.
+    """
+    for run in runs:
+        if run.scene != runs[0].scene:
+            return run.scene
+    raise ValueError(f'the tour shows only {runs[0].scene!r}: no scene comes into view later')
+
+
 def camera_frames(tour: Tour, runs: Sequence[Run]) -> Iterator[tuple[int, np.ndarray]]:
     """``(stamp_ns, RGB uint8 [H, W, 3])`` at ``rate_hz`` over the tour, one dwell per run."""
     rng = np.random.default_rng([tour.seed, 1])

@@ -5,14 +5,15 @@ A watch firing on the sample tour, and a memory that survives a restart of the n
 
 Starts ``livevlm`` in its own process on the reference model with the sample tour's
 settings (one model frame every 10 s of camera time, clips of one frame), sends the
-``~/watch`` goal "Did you see a motorcycle?" about the present (window 0, hold 1), and
-publishes the tour (``ros2_livevlm.eval.sample``: 180 frames of 640 x 480 at 1 Hz camera
-time) on ``/image``. Every event is printed with its camera time against the true start
-or end of the motorcycle scene, then the watch's cost per clip. Then the memory is saved
-with ``~/save_memory``, the node is stopped and started again with that ``memory_file``
-(loaded at configure), ``~/load_memory`` loads it once more for its timing, and "What did
-you see first?" is asked before and after the restart. Exit code 0 when the watch fired
-in the motorcycle scene and the answers before and after the restart are the same.
+``~/watch`` goal "Did you see <scene>?" about the present (window 0, hold 1) for the first
+scene that comes into view after the start (``watched_scene``), and publishes the tour
+(``ros2_livevlm.eval.sample``: 180 frames of 640 x 480 at 1 Hz camera time) on ``/image``.
+Every event is printed with its camera time against the true start or end of that scene,
+then the watch's cost per clip. Then the memory is saved with ``~/save_memory``, the node
+is stopped and started again with that ``memory_file`` (loaded at configure),
+``~/load_memory`` loads it once more for its timing, and "What did you see first?" is asked
+before and after the restart. Exit code 0 when the watch fired in that scene and the
+answers before and after the restart are the same.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from .status import to_time
 from ..eval.sample import camera_frames
 from ..eval.sample import plan_runs
 from ..eval.sample import Tour
+from ..eval.sample import watched_scene
+from ..reference.task import ARTICLES
 
-SCENE = 'motorcycle'
-QUESTION = 'Did you see a motorcycle?'
 RECALL = 'What did you see first?'
 
 
@@ -57,8 +58,9 @@ def start(parameters: dict[str, Any], log: Path, client: LiveVLMClient) -> NodeP
     return node
 
 
-def stream_tour(client: LiveVLMClient, tour: Tour) -> tuple[list[tuple[float, float]], float]:
-    """Publish the tour on ``/image``; return the scene's spans (s from the start) and start."""
+def stream_tour(client: LiveVLMClient, tour: Tour,
+                scene: str) -> tuple[list[tuple[float, float]], float]:
+    """Publish the tour on ``/image``; return ``scene``'s spans (s from the start) and start."""
     publisher = client.node.create_publisher(Image, '/image', QoSProfile(depth=10))
     client.wait_for(lambda: client.state('image').reliability == 'reliable', timeout=30.0)
     client.wait_for(publisher.get_subscription_count, timeout=30.0)
@@ -75,21 +77,22 @@ def stream_tour(client: LiveVLMClient, tour: Tour) -> tuple[list[tuple[float, fl
     sampled = client.state('image').frames_sampled
     client.wait_for(lambda: client.state('image').frames_ingested >= sampled, 120.0)
     spans = [(r.start * tour.frame_period_s, r.end * tour.frame_period_s)
-             for r in runs if r.scene == SCENE]
+             for r in runs if r.scene == scene]
     period = tour.frame_period_s
     shown = ', '.join(f'{r.scene} {r.start * period:.0f}-{r.end * period:.0f} s' for r in runs)
     print(f'demo: the tour: {shown}; {sampled} frames sampled')
     return spans, start_s
 
 
-def report_events(events: list[Any], spans: list[tuple[float, float]], start_s: float) -> bool:
+def report_events(events: list[Any], scene: str, spans: list[tuple[float, float]],
+                  start_s: float) -> bool:
     """Print each event against the scene's true start (yes) or end (no); True if it fired."""
     fired = False
     for event in events:
         at = event.header.stamp.sec + event.header.stamp.nanosec * 1e-9 - start_s
         edges = [begin if event.answer else end for begin, end in spans]
         passed = [at - edge for edge in edges if edge <= at + 1e-6]
-        truth = (f'{SCENE} scene {"starts" if event.answer else "ends"} at '
+        truth = (f'{scene} scene {"starts" if event.answer else "ends"} at '
                  f'{at - min(passed):.0f} s: delay {min(passed):+.0f} s' if passed else
                  'no scene boundary before it: a false event')
         print(f'  event: {"yes" if event.answer else "no"} (p_yes {event.p_yes:.2f}) at camera '
@@ -114,6 +117,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', str(17 + os.getpid() % 80))
     folder = Path(tempfile.mkdtemp(prefix='livevlm_watch_demo.'))
     tour, memory_file = Tour(), folder / 'memory.safetensors'
+    scene = watched_scene(plan_runs(tour))
+    question = f'Did you see {ARTICLES.get(scene, scene)}?'
     parameters = node_parameters(tour, memory_file)
     client = LiveVLMClient()
     node: Optional[NodeProcess] = None
@@ -121,12 +126,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         print('demo: starting the node (reference model) ...', flush=True)
         node = start(parameters, folder / 'node.log', client)
         events: list[Any] = []
-        goal = client.send_watch(QUESTION, window=0.0, hold=1, on_event=events.append)
-        print(f'demo: watching "{QUESTION}" (the present: short-term frames, hold 1)')
-        spans, start_s = stream_tour(client, tour)
+        goal = client.send_watch(question, window=0.0, hold=1, on_event=events.append)
+        print(f'demo: watching "{question}" (the present: short-term frames, hold 1)')
+        spans, start_s = stream_tour(client, tour, scene)
         client.cancel(goal)
         _, result = client.watch_result(goal)
-        fired = report_events(events, spans, start_s)
+        fired = report_events(events, scene, spans, start_s)
         state = client.state('image')
         clip_ms = (state.encode_latency + state.prefill_latency) * 1e3
         print(f'demo: the watch: {result.evaluations} evaluations, one per clip, '

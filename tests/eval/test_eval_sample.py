@@ -7,13 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from eval_cases import SHORT_TOUR
+import pytest
 from ros2_livevlm.eval.bag import bag_info
 from ros2_livevlm.eval.bag import read_camera
 from ros2_livevlm.eval.questions import load_questions
 from ros2_livevlm.eval.sample import make_sample
+from ros2_livevlm.eval.sample import plan_runs
 from ros2_livevlm.eval.sample import read_tour
 from ros2_livevlm.eval.sample import START_NS
+from ros2_livevlm.eval.sample import Tour
+from ros2_livevlm.eval.sample import watched_scene
 from ros2_livevlm.reference.scenes import SCENE_NAMES
+from ros2_livevlm.reference.task import Run
 from ros2_livevlm.reference.task import TEMPLATES
 
 
@@ -74,3 +79,13 @@ def test_deterministic_for_a_seed(tmp_path: Path, short_sample: Path) -> None:
     assert (again / 'tour.json').stat().st_mtime == make_sample(again, SHORT_TOUR).joinpath(
         'tour.json'
     ).stat().st_mtime
+
+
+def test_the_watched_scene_comes_into_view_after_the_start() -> None:
+    runs = plan_runs(Tour())
+    scene = watched_scene(runs)
+    first = next(run for run in runs if run.scene == scene)
+    assert scene != runs[0].scene and first.start > 0
+    assert watched_scene([Run('cat', 0, 3), Run('cat', 3, 2), Run('moon', 5, 4)]) == 'moon'
+    with pytest.raises(ValueError, match="only 'cat'"):
+        watched_scene([Run('cat', 0, 3)])
