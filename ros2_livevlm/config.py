@@ -173,6 +173,10 @@ class EngineConfig:
             ``llm_backend`` ``tensorrt``); empty = ``$XDG_CACHE_HOME/ros2_livevlm/engines``.
         thumbnail_size: longest side of the JPEG thumbnail kept per frame in memory, px
             (evidence an answer can show, dropped with its frame); 0: none.
+        max_thumbnails: most thumbnails per memory: beyond it those of the frames holding
+            the fewest tokens (all layers; the oldest on ties) are dropped. VSB keeps tokens
+            of many frames per layer, each layer its own, so without a cap a long stream
+            keeps a thumbnail for most frames it ever saw.
     """
 
     frames_per_clip: int = field(default=32, metadata=bounds(1))
@@ -185,6 +189,7 @@ class EngineConfig:
     kernels: str = field(default='torch', metadata={'choices': KERNELS})
     engine_cache_dir: str = ''
     thumbnail_size: int = field(default=160, metadata=bounds(0, 1024, runtime=True))
+    max_thumbnails: int = field(default=256, metadata=bounds(1, runtime=True))
 
     def __post_init__(self) -> None:
         _check_fields(self)

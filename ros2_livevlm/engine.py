@@ -302,8 +302,8 @@ class StreamingVLM:
         Change settings that steer answers, not the memory's shape, while streaming.
 
         Allowed: the :class:`MemoryConfig` and :class:`EngineConfig` fields whose metadata
-        says ``runtime`` (``retrieval_ratio``, ``max_new_tokens``,
-        ``thumbnail_size``). They apply from the next answer or frame; the configs are
+        says ``runtime`` (``retrieval_ratio``, ``max_new_tokens``, ``thumbnail_size``,
+        ``max_thumbnails``). They apply from the next answer or frame; the configs are
         replaced, never changed in place, so an answer under way keeps its settings.
 
         Raises:
@@ -566,7 +566,8 @@ class StreamingVLM:
         offload = self._offload_device()
         if offload is not None:
             self.memory.offload(self.policy.stream_window, offload)
-        self.thumbnails.keep(self.memory.frame_ids() | set(self._pending_frames))
+        self.thumbnails.keep(self.memory.frame_tokens(), self.engine_config.max_thumbnails,
+                             self._pending_frames)
         self._clips_prefilled += 1
         self._last_prefill_s = time.perf_counter() - start
 

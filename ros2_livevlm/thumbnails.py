@@ -5,14 +5,15 @@ Small JPEG thumbnails of the frames a memory holds: the evidence an answer can s
 
 One :class:`ThumbnailStore` per memory, owned by its engine
 (:class:`~ros2_livevlm.engine.StreamingVLM`): a thumbnail is added per ingested frame and
-dropped when its frame leaves the memory (:meth:`ThumbnailStore.keep`), so it is bounded
-like the memory. Part of the engine's state, so memory files keep it: the JPEG bytes are
-one ``uint8`` tensor with offsets (:meth:`ThumbnailStore.state`). No rclpy here; JPEG
-through Pillow.
+dropped when its frame leaves the memory or when more than ``max_thumbnails`` frames hold
+tokens (:meth:`ThumbnailStore.keep`). Part of the engine's state, so memory files keep it:
+the JPEG bytes are one ``uint8`` tensor with offsets (:meth:`ThumbnailStore.state`). No
+rclpy here; JPEG through Pillow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 import io
 from typing import Any
@@ -74,9 +75,19 @@ class ThumbnailStore:
         if self.size > 0:
             self._thumbnails[frame] = Thumbnail(frame, stamp, encode_jpeg(rgb, self.size))
 
-    def keep(self, frames: set[int]) -> None:
-        """Drop the thumbnails of frames not in ``frames`` (those that left the memory)."""
-        self._thumbnails = {i: t for i, t in self._thumbnails.items() if i in frames}
+    def keep(self, tokens: dict[int, int], limit: int, pending: Iterable[int] = ()) -> None:
+        """
+        Drop the thumbnails of frames that left the memory, and those beyond ``limit``.
+
+        Args:
+            tokens: frame index -> tokens the frame holds in the memory (all layers).
+            limit: most thumbnails of memory frames kept: those of the frames holding the
+                most tokens, the newest on ties.
+            pending: frames buffered for the next clip; their thumbnails always stay.
+        """
+        kept = set(sorted(tokens, key=lambda f: (tokens[f], f), reverse=True)[:limit])
+        kept.update(pending)
+        self._thumbnails = {i: t for i, t in self._thumbnails.items() if i in kept}
 
     def clear(self) -> None:
         """Drop every thumbnail."""

@@ -130,7 +130,12 @@ class VideoMemory:
 
     def frame_ids(self) -> set[int]:
         """Return the indices of the frames with at least one token in some layer."""
-        return set(torch.unique(self.frame[:, self.num_init:]).tolist())
+        return set(self.frame_tokens())
+
+    def frame_tokens(self) -> dict[int, int]:
+        """Return the tokens each frame holds, summed over layers, for the frames with any."""
+        frames, counts = torch.unique(self.frame[:, self.num_init:], return_counts=True)
+        return dict(zip(frames.tolist(), counts.tolist()))
 
     def resident(self, tokens: slice) -> slice:
         """Buffer slice of :attr:`k` holding memory tokens ``tokens`` (none offloaded)."""

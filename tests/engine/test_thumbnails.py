@@ -38,6 +38,20 @@ def test_thumbnails_are_kept_only_for_frames_in_memory(engine, photos):
     assert engine.stats().thumbnail_bytes == sum(len(t.jpeg) for t in kept)
 
 
+def test_at_most_max_thumbnails_stay_those_of_the_frames_holding_most_tokens(
+    tiny_path: Path, photos: np.ndarray
+) -> None:
+    vlm = StreamingVLM.from_pretrained(tiny_path, **{**SETTINGS, 'policy': 'vsb',
+                                                     'max_thumbnails': 2})
+    frames = np.concatenate([photos, photos[:1]])  # 7 frames: the last one waits for a clip
+    vlm.ingest(frames, [float(i) for i in range(len(frames))])
+    tokens = vlm.memory.frame_tokens()
+    assert len(tokens) > 2  # VSB keeps tokens of more frames than the cap
+    most = sorted(tokens, key=lambda f: (tokens[f], f), reverse=True)[:2]
+    kept = vlm.thumbnails.within([(0.0, 10.0)], limit=10)
+    assert sorted(t.frame for t in kept) == sorted([*most, 6])
+
+
 def test_answers_carry_the_thumbnails_of_their_evidence(engine):
     answer = engine.ask('What is on the table?', max_new_tokens=2)
     assert answer.evidence and answer.evidence_images

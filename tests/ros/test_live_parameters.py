@@ -39,6 +39,7 @@ RUNTIME = {  # name: (a good value, a bad value, the reason it is refused)
     'retrieval_ratio': (0.5, 0.0, 'retrieval_ratio=0.0 must be > 0.0'),
     'max_new_tokens': (2, 0, 'out of range'),
     'thumbnail_size': (64, 2000, 'out of range'),
+    'max_thumbnails': (32, 0, 'out of range'),
     'diagnostics_stale_s': (2.0, 0.0, 'diagnostics_stale_s=0.0 must be > 0.0'),
     'diagnostics_min_rate_ratio': (0.25, 1.5, 'out of range'),
     'diagnostics_max_drop_ratio': (0.5, -0.1, 'out of range'),
