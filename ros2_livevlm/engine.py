@@ -80,7 +80,7 @@ class Answer:
         ttft_s: question start -> first token (retrieval + prompt prefill + first logits), s.
         total_s: question start -> last token, s.
         tokens_attended: context length attended (memory + prompt), averaged over layers.
-        frames_in_memory: frames with at least one token in the memory.
+        frames_in_memory: frames with at least one token in some layer of the memory.
         stop_reason: ``eos``, ``length`` or ``cancelled`` (``on_token`` returned False).
         evidence_images: thumbnails of the frames in the evidence spans, span by span, at
             most :data:`MAX_EVIDENCE_IMAGES` (none when ``thumbnail_size`` is 0).
@@ -125,7 +125,7 @@ class MemoryStats:
 
     Attributes:
         frames_ingested: frames accepted since the last reset (prefilled or pending).
-        frames_in_memory: frames with at least one token in the memory.
+        frames_in_memory: frames with at least one token in some layer of the memory.
         frames_pending: frames buffered for the next clip.
         clips_prefilled: clips prefilled since the last reset.
         tokens_init / tokens_long_term / tokens_short_term: tokens per segment.
