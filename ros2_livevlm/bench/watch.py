@@ -31,9 +31,10 @@ from ..checkpoints import REFERENCE
 from ..engine import StreamingVLM
 from ..eval.sample import camera_frames
 from ..eval.sample import plan_runs
+from ..eval.sample import scene_spans
 from ..eval.sample import Tour
+from ..eval.sample import watch_question
 from ..eval.sample import watched_scene
-from ..reference.task import ARTICLES
 from ..reference.task import Run
 from ..watch import Watch
 
@@ -106,12 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     tour = Tour()
     frames, stamps, runs = tour_frames(tour)
     args.scene = args.scene or watched_scene(runs)
-    spans = [(r.start * tour.frame_period_s, r.end * tour.frame_period_s)
-             for r in runs if r.scene == args.scene]
+    spans = scene_spans(tour, runs, args.scene)
     if not spans:
         parser.error(f'the sample tour never shows {args.scene!r}: '
                      f'{", ".join(r.scene for r in runs)}')
-    question = f'Did you see {ARTICLES.get(args.scene, args.scene)}?'
+    question = watch_question(args.scene)
     holds = [int(h) for h in args.holds.split(',')]
     rows = []
     for clip in (int(c) for c in args.clips.split(',')):

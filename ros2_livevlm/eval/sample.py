@@ -54,6 +54,8 @@ from ..reference.task import make_runs
 from ..reference.task import render_run
 from ..reference.task import Run
 from ..reference.task import sample_questions
+from ..reference.task import TEMPLATES
+from ..reference.task import word_question
 from ..reference.train_reference import TrainConfig
 
 
@@ -141,6 +143,16 @@ def watched_scene(runs: Sequence[Run]) -> str:
         if run.scene != runs[0].scene:
             return run.scene
     raise ValueError(f'the tour shows only {runs[0].scene!r}: no scene comes into view later')
+
+
+def watch_question(scene: str) -> str:
+    """Return the watch's question about ``scene``, e.g. "Did you see a cat?"."""
+    return word_question(TEMPLATES['presence'][0], scene)
+
+
+def scene_spans(tour: Tour, runs: Sequence[Run], scene: str) -> list[tuple[float, float]]:
+    """``(start, end)`` of each run of ``scene``, camera seconds from the tour's start."""
+    return [(_seconds(tour, r.start), _seconds(tour, r.end)) for r in runs if r.scene == scene]
 
 
 def camera_frames(tour: Tour, runs: Sequence[Run]) -> Iterator[tuple[int, np.ndarray]]:

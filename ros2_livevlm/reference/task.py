@@ -201,12 +201,17 @@ def make_runs(rng: np.random.Generator, num_frames: int, run_frames: tuple[int, 
     return runs
 
 
+def word_question(wording: str, scene: str = '', other: str = '') -> str:
+    """Fill a wording of :data:`TEMPLATES` with scene names (``{a_scene}``: with its article)."""
+    return wording.format(scene=scene, other=other, a_scene=ARTICLES.get(scene, scene))
+
+
 def _question(rng: np.random.Generator, kind: str, answer: str, frame: int, num_frames: int,
               scene: str = '', other: str = '') -> Question:
     wording = TEMPLATES[kind][rng.integers(len(TEMPLATES[kind]))]
     ago = num_frames - 1 - frame
-    text = wording.format(scene=scene, other=other, a_scene=ARTICLES.get(scene, scene))
-    return Question(text, answer, kind, ago, ago / FPS, scene, other)
+    return Question(word_question(wording, scene, other), answer, kind, ago, ago / FPS, scene,
+                    other)
 
 
 def all_questions(rng: np.random.Generator, runs: list[Run]) -> dict[str, list[Question]]:
@@ -322,7 +327,7 @@ def tokenizer_corpus() -> list[str]:
     Every question wording with every scene, and every answer word (often, so each answer
     becomes one token).
     """
-    texts = [wording.format(scene=scene, other=other, a_scene=ARTICLES.get(scene, scene))
+    texts = [word_question(wording, scene, other)
              for wordings in TEMPLATES.values() for wording in wordings
              for scene, other in zip(SCENE_NAMES, SCENE_NAMES[1:] + SCENE_NAMES[:1])]
     return texts + list(ANSWERS) * 50

@@ -35,9 +35,11 @@ from .process import NodeProcess
 from .status import to_time
 from ..eval.sample import camera_frames
 from ..eval.sample import plan_runs
+from ..eval.sample import scene_spans
 from ..eval.sample import Tour
+from ..eval.sample import watch_question
 from ..eval.sample import watched_scene
-from ..reference.task import ARTICLES
+from ..reference.task import Run
 
 RECALL = 'What did you see first?'
 
@@ -58,13 +60,11 @@ def start(parameters: dict[str, Any], log: Path, client: LiveVLMClient) -> NodeP
     return node
 
 
-def stream_tour(client: LiveVLMClient, tour: Tour,
-                scene: str) -> tuple[list[tuple[float, float]], float]:
-    """Publish the tour on ``/image``; return ``scene``'s spans (s from the start) and start."""
+def stream_tour(client: LiveVLMClient, tour: Tour, runs: list[Run]) -> float:
+    """Publish the tour's ``runs`` on ``/image``; return the first frame's stamp, s."""
     publisher = client.node.create_publisher(Image, '/image', QoSProfile(depth=10))
     client.wait_for(lambda: client.state('image').reliability == 'reliable', timeout=30.0)
     client.wait_for(publisher.get_subscription_count, timeout=30.0)
-    runs = plan_runs(tour)
     frames = list(camera_frames(tour, runs))
     start_s = frames[0][0] * 1e-9
     for stamp_ns, rgb in frames:
@@ -76,12 +76,10 @@ def stream_tour(client: LiveVLMClient, tour: Tour,
     client.wait_for(lambda: client.state('image').frames_received == len(frames), 30.0)
     sampled = client.state('image').frames_sampled
     client.wait_for(lambda: client.state('image').frames_ingested >= sampled, 120.0)
-    spans = [(r.start * tour.frame_period_s, r.end * tour.frame_period_s)
-             for r in runs if r.scene == scene]
     period = tour.frame_period_s
     shown = ', '.join(f'{r.scene} {r.start * period:.0f}-{r.end * period:.0f} s' for r in runs)
     print(f'demo: the tour: {shown}; {sampled} frames sampled')
-    return spans, start_s
+    return start_s
 
 
 def report_events(events: list[Any], scene: str, spans: list[tuple[float, float]],
@@ -117,8 +115,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', str(17 + os.getpid() % 80))
     folder = Path(tempfile.mkdtemp(prefix='livevlm_watch_demo.'))
     tour, memory_file = Tour(), folder / 'memory.safetensors'
-    scene = watched_scene(plan_runs(tour))
-    question = f'Did you see {ARTICLES.get(scene, scene)}?'
+    runs = plan_runs(tour)
+    scene = watched_scene(runs)
+    question = watch_question(scene)
     parameters = node_parameters(tour, memory_file)
     client = LiveVLMClient()
     node: Optional[NodeProcess] = None
@@ -128,10 +127,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         events: list[Any] = []
         goal = client.send_watch(question, window=0.0, hold=1, on_event=events.append)
         print(f'demo: watching "{question}" (the present: short-term frames, hold 1)')
-        spans, start_s = stream_tour(client, tour, scene)
+        start_s = stream_tour(client, tour, runs)
         client.cancel(goal)
         _, result = client.watch_result(goal)
-        fired = report_events(events, scene, spans, start_s)
+        fired = report_events(events, scene, scene_spans(tour, runs, scene), start_s)
         state = client.state('image')
         clip_ms = (state.encode_latency + state.prefill_latency) * 1e3
         print(f'demo: the watch: {result.evaluations} evaluations, one per clip, '
