@@ -71,6 +71,14 @@ def start(start_node, client, publishers, **parameters):
     return node
 
 
+def stream(client, publishers, count: int) -> None:
+    """Publish ``count`` photos (stamps 100 s on) to each camera and wait for its memory."""
+    for index, camera in enumerate(CAMERAS):
+        frames = [encoded_photo(photo(index + i), 'rgb8', stamp=100.0 + i) for i in range(count)]
+        publish(client, publishers[camera], camera, frames)
+        settle(client, camera)
+
+
 def stop(node) -> str:
     """SIGINT the node; it must exit 0 without a traceback; return its log."""
     assert node.stop(signal.SIGINT) == 0
@@ -97,13 +105,10 @@ def test_every_policy_answers_alike_after_a_process_restart(
     parameters = {'policy': policy, 'budget_tokens': 32,  # evicts: 2 frames
                   'short_term_frames': 1, 'memory_file': str(memory)}
     found = []
-    for frames in (range(6), ()):  # the second process gets no frame: its memory is loaded
+    for count in (6, 0):  # the second process gets no frame: its memory is loaded
         node = start(start_node, client, publishers, **parameters)
-        for index, camera in enumerate(CAMERAS):
-            messages = [encoded_photo(photo(index + i), 'rgb8', stamp=100.0 + i) for i in frames]
-            if messages:
-                publish(client, publishers[camera], camera, messages)
-                settle(client, camera)
+        if count:
+            stream(client, publishers, count)
         found.append(answers(client))
         stop(node)
     assert memory.exists() and found[1] == found[0]
@@ -113,10 +118,7 @@ def test_every_policy_answers_alike_after_a_process_restart(
 def restarted(start_node, client, publishers, memory_file):
     """Stream, ask, SIGINT (saved), start again (loaded at configure); yield the answers."""
     first = start(start_node, client, publishers, memory_file=str(memory_file))
-    for index, camera in enumerate(CAMERAS):
-        frames = [encoded_photo(photo(index + i), 'rgb8', stamp=100.0 + i) for i in range(5)]
-        publish(client, publishers[camera], camera, frames)
-        settle(client, camera)
+    stream(client, publishers, 5)
     before = answers(client)
     log = stop(first)
     assert 'save_on_shutdown: saved the memory of image, cam_b' in log and memory_file.exists()
